@@ -1,0 +1,61 @@
+"""``python -m specbench``: train a draft under the shared trainer (a Hydra app).
+
+    python -m specbench                                  # Medusa on the embedded SmolLM2
+    python -m specbench algorithm=medusa model=qwen2.5-7b
+    python -m specbench -m algorithm.num_heads=2,3,4,5   # a multirun sweep
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from specbench.config import conf_dir, register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def app(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from specbench.errors import UserError
+
+    try:
+        from specbench.fairness import check_algorithm_choice
+
+        hc = HydraConfig.get()
+        check_algorithm_choice(hc.runtime.choices.get("algorithm"))
+        from specbench.trainer import train
+
+        run_dir = Path(hc.runtime.output_dir)
+        summary = train(cfg, run_dir)
+    except UserError as err:
+        print(f"\nerror: {err}\n", file=sys.stderr)
+        sys.exit(2)
+    _print_result(run_dir, summary)
+
+
+def _print_result(run_dir: Path, summary: dict) -> None:
+    t, e, c = summary["train"], summary["eval_split"], summary["checklist"]
+    fmt = lambda xs: " ".join(f"{x:.3f}" for x in xs) if xs else "-"  # noqa: E731
+    print(f"\n[specbench] {summary['algorithm']} run {summary['status']} "
+          f"(fingerprint {summary['fingerprint']})")
+    print(f"  steps {c['optimizer_steps_taken']}/{c['expected_optimizer_steps']}, "
+          f"{c['tokens_trained']} tokens, {t['tokens_per_s']:.0f} tokens/s, "
+          f"{t['train_time_s']:.0f} s training")
+    print(f"  held-out split: loss {e['loss'] if e['loss'] is None else round(e['loss'], 4)}, "
+          f"top-1 per position {fmt(e['top1'])}, tau_sim {e['tau_sim'] or 0:.3f}")
+    print(f"  results: {run_dir}/summary.json, metrics.jsonl, draft.safetensors, "
+          f"{summary['checkpoint']}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

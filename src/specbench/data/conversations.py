@@ -1,0 +1,167 @@
+"""Loading conversations from local files or the hub, normalising them, and hashing the result.
+
+Accepted row forms:
+- OpenAI messages: ``{"messages": [{"role": "user", "content": "..."}, ...]}``
+- ShareGPT: ``{"conversations": [{"from": "human", "value": "..."}, ...]}``
+
+Every row becomes a list of ``{"role", "content"}`` dicts with roles system/user/assistant. A row
+that cannot (missing roles, empty content, undecodable text, no assistant turn) is a *bad row*:
+with ``data.bad_rows=report`` it is skipped, counted and listed in the run summary; with
+``data.bad_rows=error`` the run stops naming its line number. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from specbench.errors import UserError
+
+ROLE_ALIASES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant",
+                "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant", "bing": "assistant"}
+
+
+@dataclass
+class ConversationSet:
+    rows: list[list[dict]]  # normalised conversations, in source order
+    source: str
+    rows_read: int = 0
+    bad_rows: list[dict] = field(default_factory=list)  # {"line": n, "reason": "..."}
+
+    @property
+    def sha256(self) -> str:
+        return content_hash(self.rows)
+
+
+def content_hash(rows: list[list[dict]]) -> str:
+    h = hashlib.sha256()
+    for conv in rows:
+        h.update(json.dumps(conv, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def embedded_path(name: str = "chat.jsonl") -> Path:
+    return Path(str(resources.files("specbench.data") / "embedded" / name))
+
+
+def normalise(row) -> list[dict]:
+    """Turn one raw row into role/content messages, or raise ValueError with the reason."""
+    if not isinstance(row, dict):
+        raise ValueError("row is not a JSON object")
+    if "messages" in row and row["messages"] is not None:
+        turns, role_key, text_key = row["messages"], "role", "content"
+    elif "conversations" in row and row["conversations"] is not None:
+        turns, role_key, text_key = row["conversations"], "from", "value"
+    else:
+        raise ValueError("no 'messages' (OpenAI form) or 'conversations' (ShareGPT form) field")
+    if not isinstance(turns, list) or not turns:
+        raise ValueError("the conversation is empty")
+    out = []
+    for j, turn in enumerate(turns):
+        if not isinstance(turn, dict) or role_key not in turn or text_key not in turn:
+            raise ValueError(f"turn {j} lacks '{role_key}' or '{text_key}'")
+        role = ROLE_ALIASES.get(str(turn[role_key]).lower())
+        if role is None:
+            raise ValueError(f"turn {j} has unknown role {turn[role_key]!r}")
+        text = turn[text_key]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"turn {j} ({role}) has empty content")
+        if "\ufffd" in text:
+            raise ValueError(f"turn {j} ({role}) has undecodable text (U+FFFD)")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(f"turn {j} ({role}) has undecodable text ({err.reason})") from None
+        out.append({"role": role, "content": text})
+    first = next((m for m in out if m["role"] != "system"), None)
+    if first is None or first["role"] != "user":
+        raise ValueError("the first non-system turn is not from the user")
+    if not any(m["role"] == "assistant" for m in out):
+        raise ValueError("no assistant turn")
+    return out
+
+
+def _read_jsonl(path: Path):
+    """Yield (line_number, row or exception) for a JSON-lines file, byte-safe."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                yield lineno, ValueError(f"undecodable bytes ({err.reason})")
+            except json.JSONDecodeError as err:
+                yield lineno, ValueError(f"invalid JSON ({err.msg})")
+
+
+def _hub_rows(data_cfg):
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(data_cfg.hub_id, data_cfg.hub_config, split=data_cfg.split,
+                                   data_files=data_cfg.data_files)
+    except Exception as err:  # hub, network and format errors come in many types
+        raise UserError(
+            f"Could not load dataset {data_cfg.hub_id!r} (split {data_cfg.split!r}) for "
+            f"data={data_cfg.name} ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+            "Without Hugging Face Hub access, export the conversations to a local .jsonl and use "
+            "data=jsonl data.path=/path/to/file.jsonl, or use the embedded default "
+            "data=embedded-chat.") from err
+    for i, row in enumerate(ds):
+        yield i + 1, row
+
+
+def _json_rows(path: Path):
+    import datasets
+
+    try:
+        ds = datasets.load_dataset("json", data_files=str(path), split="train")
+    except Exception as err:
+        raise UserError(f"data.path={str(path)!r} could not be read as JSON ({err}). Use a "
+                        "JSON-lines file with one conversation per line.") from err
+    for i, row in enumerate(ds):
+        yield i + 1, row
+
+
+def load_conversations(data_cfg) -> ConversationSet:
+    """Read, normalise and validate the conversations a ``DataConfig`` names."""
+    mode = str(getattr(data_cfg.bad_rows, "value", data_cfg.bad_rows))
+    if data_cfg.path and data_cfg.hub_id:
+        raise UserError(f"data={data_cfg.name} sets both data.path and data.hub_id; set one.")
+    if data_cfg.path:
+        path = embedded_path() if data_cfg.path == "embedded" else Path(data_cfg.path).expanduser()
+        if not path.is_file():
+            raise UserError(f"data.path={data_cfg.path!r} does not exist or is not a file. Point "
+                            "it at a .jsonl of conversations, or use data=embedded-chat.")
+        source = "embedded:chat.jsonl" if data_cfg.path == "embedded" else str(path)
+        rows_iter = _read_jsonl(path) if path.suffix == ".jsonl" else _json_rows(path)
+    elif data_cfg.hub_id:
+        source, rows_iter = f"hub:{data_cfg.hub_id}", _hub_rows(data_cfg)
+    else:
+        raise UserError(f"data={data_cfg.name} names no data: set data.path (a local .jsonl) "
+                        "or data.hub_id.")
+    result = ConversationSet(rows=[], source=source)
+    for lineno, raw in rows_iter:
+        result.rows_read += 1
+        try:
+            if isinstance(raw, Exception):
+                raise raw
+            conv = normalise(raw)
+        except ValueError as err:
+            if mode == "error":
+                raise UserError(f"Bad row at line {lineno} of {source}: {err}. Fix the row, or "
+                                "set data.bad_rows=report to skip and count bad rows.") from None
+            result.bad_rows.append({"line": lineno, "reason": str(err)})
+            continue
+        result.rows.append(conv)
+        if data_cfg.max_rows is not None and len(result.rows) >= data_cfg.max_rows:
+            break
+    if not result.rows:
+        raise UserError(f"No usable conversations in {source} ({len(result.bad_rows)} bad rows; "
+                        f"first: {result.bad_rows[:1]}). Check data.path / data.hub_id.")
+    return result

@@ -1,0 +1,90 @@
+"""Run tracking: always local files (metrics.jsonl, summary.json), plus Weights & Biases.
+
+W&B runs offline unless ``tracker.mode=online``; its runs are grouped by fingerprint with
+``job_type`` = algorithm. If W&B fails to start or to log, a warning is printed and the local
+files carry on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from specbench.checkpoint import write_json
+
+
+class RunTracker:
+    def __init__(self, run_dir: Path, tracker_cfg, config: dict, fingerprint: str,
+                 algorithm: str, resume_id: str | None = None):
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.wandb_run = None
+        self.wandb_info: dict = {"mode": str(getattr(tracker_cfg.mode, "value", tracker_cfg.mode))}
+        if self.wandb_info["mode"] == "disabled":
+            return
+        try:
+            os.environ.setdefault("WANDB_SILENT", "true")
+            import wandb
+
+            self.wandb_run = wandb.init(
+                project=tracker_cfg.project, entity=tracker_cfg.entity,
+                group=fingerprint, job_type=algorithm, config=config,
+                name=self.run_dir.name, dir=str(self.run_dir), mode=self.wandb_info["mode"],
+                tags=list(tracker_cfg.tags), id=resume_id, resume="allow" if resume_id else None,
+                reinit="finish_previous",
+            )
+            self.wandb_run.define_metric("train/step")
+            self.wandb_run.define_metric("*", step_metric="train/step")
+            self.wandb_info.update(run_id=self.wandb_run.id, dir=str(Path(self.wandb_run.dir)
+                                                                    .parent.relative_to(
+                                                                        self.run_dir.resolve())))
+        except Exception as err:  # never let tracking kill a training run
+            warnings.warn(f"W&B could not start ({type(err).__name__}: {err}); continuing with "
+                          "local metrics.jsonl and summary.json only. Set tracker.mode=disabled "
+                          "to silence this.", stacklevel=2)
+            self.wandb_run = None
+            self.wandb_info["error"] = f"{type(err).__name__}: {err}"
+
+    def log(self, metrics: dict, step: int) -> None:
+        row = {"step": step, **metrics}
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.wandb_run is not None:
+            try:
+                self.wandb_run.log({"train/step": step, **metrics})
+            except Exception as err:
+                warnings.warn(f"W&B log failed ({err}); local files continue.", stacklevel=2)
+
+    def write_summary(self, summary: dict) -> None:
+        summary = {**summary, "wandb": self.wandb_info}
+        write_json(self.run_dir / "summary.json", summary)
+        if self.wandb_run is not None:
+            try:
+                flat = {k: v for k, v in _flatten(summary).items()
+                        if isinstance(v, (int, float, str, bool))}
+                self.wandb_run.summary.update(flat)
+            except Exception as err:
+                warnings.warn(f"W&B summary failed ({err}); summary.json is written.",
+                              stacklevel=2)
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.wandb_run is not None:
+            try:
+                self.wandb_run.finish(exit_code=exit_code)
+            except Exception as err:
+                warnings.warn(f"W&B finish failed ({err}).", stacklevel=2)
+            self.wandb_run = None
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        elif isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+            out.update({f"{prefix}{k}/{i}": x for i, x in enumerate(v)})
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,321 @@
+"""The shared trainer: the controlled part of every run, identical for every algorithm.
+
+One training step: the frozen target runs on a micro batch and returns the features the
+algorithm asked for; the draft computes its loss on them; gradients accumulate over
+``grad_accum`` micro batches (x world size), are clipped, and AdamW steps with linear warmup then
+cosine decay to 0. Data order depends only on (seed, epoch), so an interrupted run resumed from
+its last checkpoint ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from specbench import fairness
+from specbench.algorithms import get_algorithm
+from specbench.algorithms.base import tau_sim
+from specbench.checkpoint import (latest_checkpoint, load_checkpoint, save_checkpoint,
+                                  save_weights, set_rng_state, write_json)
+from specbench.data import build_dataset, collate, epoch_order
+from specbench.errors import UserError
+from specbench.target import load_target
+from specbench.tracking import RunTracker
+
+
+def _value(x) -> str:
+    return str(getattr(x, "value", x))
+
+
+class CounterBank:
+    """Sums (numerator, denominator) counters over batches; ratios on demand."""
+
+    def __init__(self):
+        self.num: dict[str, float] = {}
+        self.den: dict[str, float] = {}
+
+    def add(self, counters: dict) -> None:
+        for k, (n, d) in counters.items():
+            self.num[k] = self.num.get(k, 0.0) + float(n)
+            self.den[k] = self.den.get(k, 0.0) + float(d)
+
+    def ratios(self) -> dict[str, float]:
+        return {k: self.num[k] / self.den[k] for k in self.num if self.den[k] > 0}
+
+    def positions(self, prefix: str) -> list[float]:
+        r = self.ratios()
+        ks = sorted(int(k.split("/")[1]) for k in r if k.startswith(prefix + "/"))
+        return [r[f"{prefix}/{k}"] for k in ks]
+
+    def report(self, prefix: str = "") -> dict[str, float]:
+        out = {f"{prefix}{k}": v for k, v in self.ratios().items()}
+        top1 = self.positions("top1")
+        if top1:
+            out[f"{prefix}tau_sim"] = tau_sim(top1)
+        return out
+
+
+class _LossForward(torch.nn.Module):
+    def __init__(self, algorithm: torch.nn.Module):
+        super().__init__()
+        self.algorithm = algorithm
+
+    def forward(self, features, batch):
+        return self.algorithm.loss(features, batch)
+
+
+def lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def _make_accelerator(trainer_cfg):
+    from accelerate import Accelerator
+
+    device = trainer_cfg.device
+    if device not in ("auto", "cpu", "cuda"):
+        raise UserError(f"trainer.device={device!r}: choose auto, cpu or cuda.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("trainer.device=cuda but no CUDA device is visible; use trainer.device="
+                        "auto or cpu.")
+    return Accelerator(mixed_precision=_value(trainer_cfg.precision), cpu=device == "cpu")
+
+
+def _run_eval(draft, target, spec, rows, micro, pad_id, device, accelerator) -> dict:
+    bank, loss_sum, n = CounterBank(), 0.0, 0
+    draft.eval()
+    with torch.no_grad():
+        for i in range(0, len(rows), micro):
+            batch = {k: v.to(device) for k, v in collate(rows[i: i + micro], pad_id).items()}
+            feats = target.features(batch["input_ids"], batch["attention_mask"], spec)
+            with accelerator.autocast():
+                loss, counters = draft.loss(feats, batch)
+            bank.add(counters)
+            loss_sum += float(loss)
+            n += 1
+    draft.train()
+    return {"eval/loss": loss_sum / max(1, n), **bank.report("eval/")}
+
+
+def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -> dict:
+    """Train the draft ``cfg.algorithm`` describes; write checkpoints, metrics and summary.
+
+    ``stop_after_steps`` simulates an interruption (tests): stop after that many optimizer
+    steps, with a checkpoint, as if the process had been killed right after saving it.
+    """
+    t_start = time.time()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tcfg = cfg.trainer
+    algo_cls = get_algorithm(cfg.algorithm.name)
+    previous = latest_checkpoint(run_dir)
+    if previous is not None and not tcfg.resume:
+        raise UserError(f"{run_dir} already holds checkpoints ({previous.name}). Set "
+                        "trainer.resume=true to continue that run, or choose a new run "
+                        "directory (hydra.run.dir=...); existing checkpoints are never "
+                        "overwritten.")
+    if tcfg.resume and previous is None:
+        raise UserError(f"trainer.resume=true but {run_dir} has no checkpoint to resume from. "
+                        "Pass the old run directory with hydra.run.dir=<run_dir>, or drop "
+                        "trainer.resume.")
+
+    accelerator = _make_accelerator(tcfg)
+    device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
+    torch.manual_seed(tcfg.seed)
+    target = load_target(cfg.model, seed=tcfg.seed, device=device)
+    dataset = build_dataset(cfg.data, target.tokenizer, tcfg.max_length)
+    fp = fairness.fingerprint(cfg, dataset.conversations.sha256)
+    if accelerator.is_main_process:
+        print(fairness.parameter_tables(cfg, fp))
+        print(f"[specbench] fingerprint {fp}  run dir {run_dir}")
+
+    accum = fairness.resolve_grad_accum(tcfg, world)
+    global_bs = fairness.global_batch(tcfg.micro_batch_size, accum, world)
+    n_train = len(dataset.train)
+    steps_per_epoch = math.ceil(n_train / global_bs)
+    total_steps = fairness.expected_steps(n_train, global_bs, tcfg.epochs, tcfg.max_steps)
+    warmup = math.ceil(tcfg.warmup_ratio * total_steps)
+
+    torch.manual_seed(tcfg.seed)
+    spec = algo_cls.feature_spec(cfg.algorithm, target.config)
+    draft = algo_cls.build(cfg.algorithm, target).to(device=device, dtype=torch.float32)
+    params = [p for p in draft.parameters() if p.requires_grad]
+    n_params = sum(p.numel() for p in params)
+    optimizer = torch.optim.AdamW(params, lr=tcfg.lr, betas=(tcfg.adam_beta1, tcfg.adam_beta2),
+                                  eps=tcfg.adam_eps, weight_decay=tcfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total_steps))
+    model = draft
+    # The loss goes through forward() so that a distributed wrapper (DDP) syncs gradients.
+    draft, optimizer = accelerator.prepare(_LossForward(model), optimizer)
+
+    progress = {"epoch": 0, "step_in_epoch": 0, "tokens": 0, "loss_tokens": 0,
+                "train_time_s": 0.0, "fingerprint": fp}
+    step = 0
+    if tcfg.resume:
+        weights, state, saved = load_checkpoint(previous)
+        if saved.get("fingerprint") != fp:
+            raise UserError(f"Cannot resume {run_dir}: its fingerprint {saved.get('fingerprint')}"
+                            f" differs from this config's {fp}, so the controlled settings "
+                            "changed. Resume with the original settings, or start a new run.")
+        model.load_trainable_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        step = saved.pop("step")
+        progress.update(saved)
+        print(f"[specbench] resumed from {previous} at step {step}")
+
+    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    tracker = RunTracker(run_dir, cfg.tracker, resolved, fp, cfg.algorithm.name,
+                         resume_id=progress.get("wandb_id"))
+    progress["wandb_id"] = tracker.wandb_info.get("run_id")
+    pad_id = target.tokenizer.pad_token_id
+    status, error = "running", None
+    window, window_loss, window_steps = CounterBank(), 0.0, 0
+    last_train: dict = {}
+    eval_metrics: dict = {}
+
+    def checkpoint() -> Path:
+        return save_checkpoint(run_dir, step, model.trainable_state_dict(), optimizer,
+                               scheduler, progress, keep=tcfg.keep_checkpoints)
+
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.algorithm.name}",
+                   disable=not (tcfg.progress and accelerator.is_main_process))
+        t_window, tok_window = time.time(), 0
+        draft.train()
+        for epoch in range(progress["epoch"], tcfg.epochs):
+            order = epoch_order(n_train, tcfg.seed, epoch)
+            micro = [order[i: i + tcfg.micro_batch_size]
+                     for i in range(0, n_train, tcfg.micro_batch_size)]
+            groups = [micro[i: i + accum * world] for i in range(0, len(micro), accum * world)]
+            for s in range(progress["step_in_epoch"], steps_per_epoch):
+                if step >= total_steps:
+                    break
+                t_step = time.time()
+                mine = groups[s][rank::world]
+                step_loss = 0.0
+                for idx in mine:
+                    batch = collate([dataset.train[i] for i in idx], pad_id)
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    feats = target.features(batch["input_ids"], batch["attention_mask"], spec)
+                    with accelerator.autocast():
+                        loss, counters = draft(feats, batch)
+                    accelerator.backward(loss / len(mine))
+                    step_loss += float(loss.detach()) / len(mine)
+                    window.add(counters)
+                    ntok = int(batch["attention_mask"].sum())
+                    progress["tokens"] += ntok * world
+                    progress["loss_tokens"] += int(batch["loss_mask"].sum()) * world
+                    tok_window += ntok * world
+                grad_norm = accelerator.clip_grad_norm_(params, tcfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                progress["step_in_epoch"] = s + 1
+                progress["train_time_s"] += time.time() - t_step
+                window_loss += step_loss
+                window_steps += 1
+                if step % tcfg.log_every == 0 or step == total_steps:
+                    elapsed = time.time() - t_window
+                    last_train = {"train/loss": window_loss / window_steps,
+                                  "train/lr": scheduler.get_last_lr()[0],
+                                  "train/grad_norm": float(grad_norm),
+                                  "train/tokens_per_s": tok_window / max(elapsed, 1e-9),
+                                  "train/epoch": epoch, **window.report("train/")}
+                    tracker.log(last_train, step)
+                    bar.set_postfix(loss=f"{last_train['train/loss']:.3f}",
+                                    acc0=f"{last_train.get('train/top1/0', 0):.3f}",
+                                    tok_s=f"{last_train['train/tokens_per_s']:.0f}")
+                    window, window_loss, window_steps = CounterBank(), 0.0, 0
+                    t_window, tok_window = time.time(), 0
+                bar.update(1)
+                if dataset.eval and (step % tcfg.eval_every == 0 or step == total_steps):
+                    eval_metrics = _run_eval(model, target, spec, dataset.eval,
+                                             tcfg.micro_batch_size, pad_id, device, accelerator)
+                    tracker.log(eval_metrics, step)
+                if tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 \
+                        and step != total_steps:
+                    checkpoint()
+                if stop_after_steps is not None and step >= stop_after_steps:
+                    checkpoint()
+                    status = "interrupted"
+                    break
+            if status == "interrupted":
+                break
+            if step >= total_steps and progress["step_in_epoch"] < steps_per_epoch:
+                break
+            progress["epoch"] = epoch + 1
+            progress["step_in_epoch"] = 0
+        bar.close()
+        if status != "interrupted":
+            checkpoint()
+            save_weights(run_dir / "draft.safetensors", model.trainable_state_dict(),
+                         {"algorithm": cfg.algorithm.name, "fingerprint": fp, "step": step})
+            status = "completed"
+    except BaseException as err:
+        status, error = "failed", f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        wall = time.time() - t_start
+        stats = dataset.stats()
+        checklist = {
+            "dataset_rows": stats["rows"], "dataset_sha256": stats["sha256"],
+            "train_rows": n_train, "eval_rows": len(dataset.eval),
+            "tokens_trained": progress["tokens"], "loss_tokens_trained": progress["loss_tokens"],
+            "micro_batch_size": tcfg.micro_batch_size, "grad_accum": accum,
+            "world_size": world, "global_batch": global_bs,
+            "expected_optimizer_steps": total_steps, "optimizer_steps_taken": step,
+            "steps_match": step == total_steps,
+        }
+        summary = {
+            "status": status, "error": error, "algorithm": cfg.algorithm.name,
+            "fingerprint": fp, "algorithm_config": fairness.algorithm_variables(cfg),
+            "controlled": fairness.controlled_variables(cfg), "dataset": stats,
+            "checklist": checklist,
+            "train": {
+                "final_loss": last_train.get("train/loss"),
+                "top1": _positions(last_train, "train/top1"),
+                "top5": _positions(last_train, "train/top5"),
+                "tau_sim": last_train.get("train/tau_sim"),
+                "tokens_per_s": progress["tokens"] / max(progress["train_time_s"], 1e-9),
+                "train_time_s": progress["train_time_s"], "wall_time_s": wall,
+                "trainable_params": n_params,
+                "draft_train_flops_per_token": model.train_flops_per_token(target.config),
+            },
+            "eval_split": {
+                "loss": eval_metrics.get("eval/loss"),
+                "top1": _positions(eval_metrics, "eval/top1"),
+                "top5": _positions(eval_metrics, "eval/top5"),
+                "tau_sim": eval_metrics.get("eval/tau_sim"),
+            },
+            "checkpoint": str(latest_checkpoint(run_dir).relative_to(run_dir))
+            if latest_checkpoint(run_dir) else None,
+            "weights": "draft.safetensors" if status == "completed" else None,
+            "machine": {"platform": platform.platform(), "device": str(device),
+                        "torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
+        }
+        if accelerator.is_main_process:
+            write_json(run_dir / "config.json", resolved)
+            tracker.write_summary(summary)
+        tracker.finish(exit_code=0 if status in ("completed", "interrupted") else 1)
+    if status == "completed" and not checklist["steps_match"]:
+        raise RuntimeError(f"optimizer steps taken ({step}) != expected ({total_steps})")
+    return summary
+
+
+def _positions(metrics: dict, prefix: str) -> list[float]:
+    ks = sorted(int(k.rsplit("/", 1)[1]) for k in metrics if k.startswith(prefix + "/"))
+    return [metrics[f"{prefix}/{k}"] for k in ks]
