@@ -160,12 +160,11 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="model", name="base_model", node=ModelConfig)
-    cs.store(group="data", name="base_data", node=DataConfig)
-    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
-    cs.store(group="tracker", name="base_tracker", node=TrackerConfig)
+    # Algorithm schemas live outside the `algorithm` group so that Hydra's list of algorithm
+    # choices shows only the YAML files; each algorithm file pulls its schema in with
+    # `- /schema/algorithm@_here_: NAME`.
     for name, cls in REGISTRY.items():
-        cs.store(group="algorithm", name=f"{name}_schema", node=cls.config_class)
+        cs.store(group="schema/algorithm", name=name, node=cls.config_class)
 
 
 def conf_dir() -> "Path":

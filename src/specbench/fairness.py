@@ -87,8 +87,9 @@ def check_algorithm_file(path: Path) -> None:
                             "algorithm.* keys (controlled variables belong to model/data/trainer).")
     data = yaml.safe_load(text) or {}
     for entry in data.get("defaults", []):
-        name = entry if isinstance(entry, str) else None
-        if name is None or not (name == "_self_" or name.endswith("_schema")):
+        ok = entry == "_self_" or (isinstance(entry, dict) and len(entry) == 1
+                                   and next(iter(entry)) == "/schema/algorithm@_here_")
+        if not ok:
             raise UserError(f"{path} has defaults entry {entry!r}: an algorithm file may not "
                             "select or override other config groups.")
 

@@ -182,10 +182,55 @@ def _hub_error(model_cfg, err: Exception) -> UserError:
     )
 
 
-def load_target(model_cfg, seed: int = 0, device: str | torch.device = "cpu") -> Target:
-    """Load the target described by a ``ModelConfig`` and check its architecture facts."""
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check of the Hub endpoint, so that no-network fails in seconds, not minutes
+    of retries."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _from_pretrained(model_cfg, location: str, dtype, kwargs: dict, remote: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    def load(**extra):
+        tok = AutoTokenizer.from_pretrained(
+            location, trust_remote_code=model_cfg.trust_remote_code, **kwargs, **extra)
+        mdl = AutoModelForCausalLM.from_pretrained(
+            location, dtype=dtype, trust_remote_code=model_cfg.trust_remote_code,
+            **kwargs, **extra)
+        return mdl, tok
+
+    try:
+        if not remote:
+            return load()
+        try:  # a copy already in the local Hugging Face cache needs no network
+            return load(local_files_only=True)
+        except OSError:
+            pass
+        if not hub_reachable():
+            raise OSError("the Hugging Face Hub is unreachable and the model is not in the "
+                          "local Hugging Face cache")
+        return load()
+    except (OSError, ValueError) as err:
+        raise _hub_error(model_cfg, err) from err
+    except Exception as err:  # network / hub client errors have many types
+        if any(m in type(err).__module__ for m in ("huggingface", "requests", "httpx")):
+            raise _hub_error(model_cfg, err) from err
+        raise
+
+
+def load_target(model_cfg, seed: int = 0, device: str | torch.device = "cpu") -> Target:
+    """Load the target described by a ``ModelConfig`` and check its architecture facts."""
     dtype = TORCH_DTYPES[str(getattr(model_cfg.dtype, "value", model_cfg.dtype))]
     source = str(getattr(model_cfg.source, "value", model_cfg.source))
     if source == "random":
@@ -211,18 +256,8 @@ def load_target(model_cfg, seed: int = 0, device: str | torch.device = "cpu") ->
             location, kwargs = model_cfg.hub_id, {"revision": model_cfg.revision}
         else:  # pragma: no cover - the enum prevents it
             raise UserError(f"unknown model.source {source!r}")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                location, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(
-                location, dtype=dtype, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
-        except (OSError, ValueError, EnvironmentError) as err:
-            raise _hub_error(model_cfg, err) from err
-        except Exception as err:  # network / hub client errors have many types
-            if "huggingface" in type(err).__module__ or "requests" in type(err).__module__ \
-                    or "httpx" in type(err).__module__:
-                raise _hub_error(model_cfg, err) from err
-            raise
+        model, tokenizer = _from_pretrained(model_cfg, location, dtype, kwargs,
+                                            remote=source == "hub")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(tokenizer, "chat_template", None) is None:

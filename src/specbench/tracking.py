@@ -58,7 +58,6 @@ class RunTracker:
                 warnings.warn(f"W&B log failed ({err}); local files continue.", stacklevel=2)
 
     def write_summary(self, summary: dict) -> None:
-        summary = {**summary, "wandb": self.wandb_info}
         write_json(self.run_dir / "summary.json", summary)
         if self.wandb_run is not None:
             try:

@@ -306,6 +306,7 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
             "weights": "draft.safetensors" if status == "completed" else None,
             "machine": {"platform": platform.platform(), "device": str(device),
                         "torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
+            "wandb": tracker.wandb_info,
         }
         if accelerator.is_main_process:
             write_json(run_dir / "config.json", resolved)

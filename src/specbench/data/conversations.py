@@ -102,6 +102,10 @@ def _read_jsonl(path: Path):
 def _hub_rows(data_cfg):
     import datasets
 
+    from specbench.target import hub_reachable
+
+    if not hub_reachable():  # a cached copy still loads; anything else fails at once
+        datasets.config.HF_HUB_OFFLINE = True
     try:
         ds = datasets.load_dataset(data_cfg.hub_id, data_cfg.hub_config, split=data_cfg.split,
                                    data_files=data_cfg.data_files)

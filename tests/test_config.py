@@ -1,0 +1,118 @@
+"""Composing the real configs: every group loads, and mistakes fail at compose time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from specbench.config import compose, conf_dir
+
+GROUPS = {g: sorted(p.stem for p in (conf_dir() / g).glob("*.yaml"))
+          for g in ("algorithm", "model", "data", "trainer", "tracker")}
+
+
+def test_groups_present():
+    assert GROUPS["algorithm"] == ["medusa"]
+    assert GROUPS["model"] == ["llama3-8b", "qwen2.5-7b", "smollm2-135m", "tiny-llama",
+                               "tiny-qwen2"]
+    assert GROUPS["data"] == ["embedded-chat", "jsonl", "sharegpt", "ultrachat"]
+    assert GROUPS["trainer"] == ["default", "specforge"]
+    assert GROUPS["tracker"] == ["wandb"]
+
+
+@pytest.mark.parametrize("group", ["algorithm", "model", "data", "trainer"])
+def test_every_option_composes(group):
+    for option in GROUPS[group]:
+        cfg = compose([f"{group}={option}"] + (["data.path=x.jsonl"] if option == "jsonl" else []))
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def test_defaults():
+    cfg = compose()
+    assert cfg.algorithm.name == "medusa" and cfg.algorithm.num_heads == 4
+    assert cfg.model.name == "smollm2-135m" and cfg.model.source.value == "embedded"
+    assert cfg.data.path == "embedded" and cfg.tracker.mode.value == "offline"
+
+
+def test_specforge_trainer_matches_seed_baseline():
+    t = compose(["trainer=specforge"]).trainer
+    assert (t.lr, t.micro_batch_size, t.grad_accum, t.epochs, t.warmup_ratio, t.max_grad_norm,
+            t.max_length) == (5e-5, 1, 1, 1, 0.015, 0.5, 2048)
+
+
+def test_real_model_facts():
+    llama = compose(["model=llama3-8b"]).model
+    assert llama.hub_id == "meta-llama/Llama-3.1-8B-Instruct"
+    assert (llama.arch.hidden_size, llama.arch.num_hidden_layers, llama.arch.vocab_size,
+            llama.arch.rope_theta) == (4096, 32, 128256, 500000.0)
+    qwen = compose(["model=qwen2.5-7b"]).model
+    assert qwen.hub_id == "Qwen/Qwen2.5-7B-Instruct"
+    assert (qwen.arch.hidden_size, qwen.arch.num_attention_heads, qwen.arch.num_key_value_heads,
+            qwen.arch.intermediate_size, qwen.arch.rope_theta) == (3584, 28, 4, 18944, 1e6)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("trainer.lr=abc", "could not be converted to Float"),
+    ("algorithm.num_heads=x", "could not be converted to Integer"),
+    ("algorithm.nope=1", "Key 'nope' not in 'MedusaConfig'"),
+    ("trainer.lr_typo=1", "Key 'lr_typo' not in 'TrainerConfig'"),
+    ("model.dtype=float8", "Invalid value 'float8'"),
+    ("tracker.mode=sometimes", "Invalid value 'sometimes'"),
+    ("algorithm=nope", "Could not find 'algorithm/nope'"),
+])
+def test_bad_overrides_fail_at_compose(override, message):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose([override])
+    text = str(err.value) + str(err.value.__cause__)
+    assert message in text
+
+
+def _cli(*args, timeout=60):
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "specbench", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=Path(__file__).parents[1])
+    return proc, time.time() - start
+
+
+def test_cli_unknown_algorithm_lists_choices():
+    proc, seconds = _cli("algorithm=nope")
+    assert proc.returncode != 0 and seconds < 10
+    assert "Could not find 'algorithm/nope'" in proc.stderr
+    assert "Available options in 'algorithm'" in proc.stderr and "\tmedusa" in proc.stderr
+
+
+def test_cli_bad_type():
+    proc, seconds = _cli("trainer.lr=abc")
+    assert proc.returncode != 0 and seconds < 10
+    assert "Value 'abc' of type 'str' could not be converted to Float" in proc.stderr
+    assert "trainer.lr" in proc.stderr
+
+
+def test_cli_hub_model_without_network_is_one_clear_error(tmp_path):
+    proc, seconds = _cli("model=qwen2.5-7b", "tracker.mode=disabled",
+                         f"hydra.run.dir={tmp_path}/run")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "Qwen/Qwen2.5-7B-Instruct" in proc.stderr
+    assert "model.source=local model.path=" in proc.stderr and "model=smollm2-135m" in proc.stderr
+    assert seconds < 30
+
+
+def test_hydra_settings_keep_cwd_and_clock_only_in_hydra():
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = hcompose("config", return_hydra_config=True)
+    assert cfg.hydra.job.chdir is False
+    assert cfg.hydra.run.dir.startswith("outputs/") and cfg.hydra.sweep.dir.startswith("multirun/")
+    job = OmegaConf.to_yaml(compose())
+    assert "now:" not in job  # nothing outside hydra.* depends on the clock

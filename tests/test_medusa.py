@@ -1,0 +1,177 @@
+"""Medusa: parity with an independent loop-by-loop reference, and explicit alignment tests."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from specbench.algorithms.medusa import Medusa, MedusaConfig
+from specbench.target import Features
+
+B, L, H, V = 2, 12, 16, 24
+
+
+def make(num_heads=3, num_layers=2, lm_head="per_head", labels="dataset", decay=0.8,
+         hidden=H, vocab=V, target_w=None, perturb=True):
+    cfg = OmegaConf.structured(MedusaConfig(num_heads=num_heads, num_layers=num_layers,
+                                            lm_head=lm_head, labels=labels, loss_decay=decay))
+    g = torch.Generator().manual_seed(1)
+    if target_w is None:
+        target_w = torch.randn(vocab, hidden, generator=g)
+    m = Medusa(cfg, hidden, vocab, target_w)
+    if perturb:  # leave the identity init so that blocks and heads matter
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return m
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, V, (B, L), generator=g)
+    mask = (torch.rand(B, L, generator=g) > 0.3).long()
+    mask[:, :2] = 0
+    hidden = torch.randn(B, L, H, generator=g)
+    return hidden, {"input_ids": ids, "loss_mask": mask,
+                    "attention_mask": torch.ones_like(ids)}
+
+
+def reference(m: Medusa, hidden, ids, mask):
+    """Straight from the definition, one (sequence, position, head) at a time."""
+    total, accs = 0.0, []
+    for k in range(m.num_heads):
+        losses, correct = [], 0
+        for b in range(hidden.shape[0]):
+            for t in range(hidden.shape[1]):
+                j = t + 2 + k  # head k at t predicts token t+2+k
+                if j >= hidden.shape[1] or not mask[b, j]:
+                    continue
+                if m.labels == "dataset":
+                    y = int(ids[b, j])
+                else:  # the target's greedy prediction of token j, made at position j-1
+                    y = int(torch.argmax(m.target_lm_head @ hidden[b, j - 1]))
+                z = hidden[b, t]
+                for layer in m.blocks[k].layers:
+                    z = z + F.silu(layer.weight @ z + layer.bias)
+                w = m.target_lm_head if m.shared else m.lm_heads[k].weight
+                logits = w @ z
+                losses.append(torch.logsumexp(logits, 0) - logits[y])
+                correct += int(torch.argmax(logits) == y)
+        total = total + m.decay ** k * torch.stack(losses).mean()
+        accs.append(correct / len(losses))
+    return total, accs
+
+
+@pytest.mark.parametrize("lm_head", ["per_head", "shared"])
+@pytest.mark.parametrize("labels", ["dataset", "self_distill"])
+def test_parity_with_reference(lm_head, labels):
+    m = make(lm_head=lm_head, labels=labels)
+    hidden, b = batch()
+    loss, counters = m.loss(Features(final_hidden=hidden), b)
+    ref_loss, ref_accs = reference(m, hidden, b["input_ids"], b["loss_mask"])
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    for k, acc in enumerate(ref_accs):
+        num, den = counters[f"top1/{k}"]
+        assert float(num) / float(den) == pytest.approx(acc, abs=1e-9)
+    # gradients too
+    params = [p for p in m.parameters() if p.requires_grad]
+    g1 = torch.autograd.grad(loss, params)
+    g2 = torch.autograd.grad(ref_loss, params)
+    for a, c in zip(g1, g2):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-6)
+
+
+def test_alignment_head0_reads_token_two_ahead():
+    """Features that encode x_{t+2} give head 0 (identity blocks, lm_head = I) 100% accuracy;
+    an off-by-one in the label shift would drop it to chance."""
+    n = 16
+    m = make(num_heads=2, num_layers=1, hidden=n, vocab=n, target_w=torch.eye(n), perturb=False)
+    ids = torch.stack([torch.randperm(n) for _ in range(3)])  # no repeats: shifts are visible
+    hidden = torch.zeros(3, n, n)
+    hidden[:, :-2] = 10 * F.one_hot(ids[:, 2:], n).float()
+    mask = torch.ones_like(ids)
+    _, c = m.loss(Features(final_hidden=hidden), {"input_ids": ids, "loss_mask": mask})
+    assert float(c["top1/0"][0] / c["top1/0"][1]) == 1.0
+    assert float(c["top1/1"][0] / c["top1/1"][1]) < 0.2
+    assert int(c["top1/0"][1]) == 3 * (n - 2) and int(c["top1/1"][1]) == 3 * (n - 3)
+
+
+def test_self_distill_labels_equal_data_with_a_perfect_target():
+    """If the target's greedy token at p is x_{p+1}, self-distillation labels are the data."""
+    n = 16
+    ids = torch.stack([torch.randperm(n) for _ in range(2)])
+    hidden = torch.randn(2, n, n)
+    hidden[:, :-1] += 50 * F.one_hot(ids[:, 1:], n).float()
+    mask = torch.ones_like(ids)
+    mask[:, :5] = 0
+    b = {"input_ids": ids, "loss_mask": mask}
+    losses = []
+    for labels in ("dataset", "self_distill"):
+        m = make(num_heads=3, hidden=n, vocab=n, target_w=torch.eye(n), labels=labels)
+        losses.append(m.loss(Features(final_hidden=hidden), b)[0])
+    torch.testing.assert_close(losses[0], losses[1])
+
+
+def test_loss_mask_selects_label_positions():
+    m = make(num_heads=1)
+    hidden, b = batch()
+    b["loss_mask"].zero_()
+    b["loss_mask"][0, 7] = 1  # only x_7 is trained: head 0 at t=5
+    _, c = m.loss(Features(final_hidden=hidden), b)
+    assert int(c["top1/0"][1]) == 1
+    ref, _ = reference(m, hidden, b["input_ids"], b["loss_mask"])
+    z = hidden[0, 5]
+    for layer in m.blocks[0].layers:
+        z = z + F.silu(layer.weight @ z + layer.bias)
+    logits = m.lm_heads[0].weight @ z
+    expected = torch.logsumexp(logits, 0) - logits[b["input_ids"][0, 7]]
+    torch.testing.assert_close(ref, expected)
+
+
+def test_decay_weights_heads():
+    hidden, b = batch()
+    m1 = make(decay=1.0)
+    m2 = make(decay=0.5)
+    _, c = m1.loss(Features(final_hidden=hidden), b)
+    per_head = [float(c[f"loss/{k}"][0] / c[f"loss/{k}"][1]) for k in range(3)]
+    l2 = m2.loss(Features(final_hidden=hidden), b)[0]
+    assert float(l2) == pytest.approx(sum(0.5 ** k * x for k, x in enumerate(per_head)), rel=1e-5)
+
+
+def test_blocks_are_independent_and_start_as_identity():
+    target_w = torch.randn(V, H)
+    m = make(num_heads=2, num_layers=3, target_w=target_w, perturb=False)
+    ptrs = {p.data_ptr() for p in m.parameters()}
+    assert len(ptrs) == len(list(m.parameters()))  # no block object repeated
+    h = torch.randn(5, H)
+    for k in range(2):
+        torch.testing.assert_close(m.head_logits(k, h), h @ target_w.T)
+    # per-head lm_heads are copies, not views of the target
+    m.lm_heads[0].weight.data.add_(1.0)
+    assert not torch.equal(m.lm_heads[0].weight, m.lm_heads[1].weight)
+
+
+def test_shared_lm_head_is_frozen_and_not_saved():
+    m = make(lm_head="shared")
+    names = set(m.trainable_state_dict())
+    assert names == {f"blocks.{k}.layers.{j}.{p}" for k in range(3) for j in range(2)
+                     for p in ("weight", "bias")}
+    assert all(p.requires_grad for p in m.parameters())
+    assert not any("target_lm_head" in n for n, _ in m.named_parameters())
+
+
+def test_state_dict_names_follow_vllm_medusa():
+    m = make(num_heads=2, num_layers=1)
+    assert set(m.trainable_state_dict()) == {
+        "blocks.0.layers.0.weight", "blocks.0.layers.0.bias", "blocks.1.layers.0.weight",
+        "blocks.1.layers.0.bias", "lm_heads.0.weight", "lm_heads.1.weight"}
+
+
+def test_flops_per_token_formula():
+    m = make(num_heads=4, num_layers=1, lm_head="per_head", labels="dataset")
+    assert m.train_flops_per_token(None) == 4 * (6 * H * H + 6 * H * V)
+    assert math.isfinite(m.train_flops_per_token(None))
