@@ -11,6 +11,7 @@ import torch
 
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the Hub
+os.environ.setdefault("SPECBENCH_COMPILE", "0")  # eager kernels; test_losses checks compiled ones
 
 
 def write_conversations(path, n=48, seed=0):

@@ -62,7 +62,9 @@ def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, sche
     final = root / f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{final.name}-"))
     try:
-        save_weights(tmp / "draft.safetensors", draft_state, {"step": step})
+        save_weights(tmp / "draft.safetensors", draft_state,
+                     {"step": step, **{k: progress[k] for k in ("algorithm", "fingerprint")
+                                       if k in progress}})
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": rng_state()}, tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, **progress}, indent=2))
@@ -80,6 +82,18 @@ def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, sche
     for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def publish_weights(checkpoint_dir: Path, dest: Path) -> None:
+    """Expose a checkpoint's draft weights at ``dest`` (a hard link where possible, else a
+    copy), replacing any previous file atomically."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(checkpoint_dir / "draft.safetensors", tmp)
+    except OSError:
+        shutil.copyfile(checkpoint_dir / "draft.safetensors", tmp)
+    os.replace(tmp, dest)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

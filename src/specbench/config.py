@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -69,9 +70,9 @@ class ArchConfig:
 class ModelConfig:
     name: str = MISSING
     source: ModelSource = ModelSource.hub
-    hub_id: Optional[str] = None
-    path: Optional[str] = None  # a local transformers directory; used when source=local
-    revision: Optional[str] = None
+    hub_id: str | None = None
+    path: str | None = None  # a local transformers directory; used when source=local
+    revision: str | None = None
     dtype: DType = DType.bfloat16
     trust_remote_code: bool = False
     arch: ArchConfig = field(default_factory=ArchConfig)
@@ -81,12 +82,12 @@ class ModelConfig:
 class DataConfig:
     name: str = MISSING
     # Exactly one of: the embedded dataset, a local json/jsonl file, or a hub dataset.
-    path: Optional[str] = None  # local .json/.jsonl; "embedded" means the shipped dataset
-    hub_id: Optional[str] = None
-    hub_config: Optional[str] = None
+    path: str | None = None  # local .json/.jsonl; "embedded" means the shipped dataset
+    hub_id: str | None = None
+    hub_config: str | None = None
     split: str = "train"
-    data_files: Optional[str] = None  # for hub repos that hold raw json files
-    max_rows: Optional[int] = None  # take the first N rows (after bad-row handling), before the split
+    data_files: str | None = None  # for hub repos that hold raw json files
+    max_rows: int | None = None  # take the first N rows (after bad-row handling), before the split
     eval_rows: int = 16  # rows held out of training for the periodic eval loss
     bad_rows: BadRows = BadRows.report
 
@@ -101,12 +102,12 @@ class TrainerConfig:
     adam_eps: float = 1e-8
     warmup_ratio: float = 0.1
     epochs: int = 1
-    max_steps: Optional[int] = None  # cap on optimizer steps (the schedule is sized to it)
+    max_steps: int | None = None  # cap on optimizer steps (the schedule is sized to it)
     micro_batch_size: int = 8
     grad_accum: int = 1
     # When set, grad_accum is derived as global_batch_size / (micro_batch_size x world size),
     # so the global batch stays identical across machines (must divide exactly).
-    global_batch_size: Optional[int] = None
+    global_batch_size: int | None = None
     max_grad_norm: float = 1.0
     max_length: int = 512
     precision: Precision = Precision.bf16
@@ -123,7 +124,7 @@ class TrainerConfig:
 @dataclass
 class TrackerConfig:
     project: str = "specbench"
-    entity: Optional[str] = None
+    entity: str | None = None
     mode: TrackerMode = TrackerMode.offline
     tags: list[str] = field(default_factory=list)
 
@@ -167,10 +168,8 @@ def register_configs() -> None:
         cs.store(group="schema/algorithm", name=name, node=cls.config_class)
 
 
-def conf_dir() -> "Path":
+def conf_dir() -> Path:
     """The repository's ``conf/`` directory (specbench is installed in editable mode)."""
-    from pathlib import Path
-
     return Path(__file__).resolve().parents[2] / "conf"
 
 

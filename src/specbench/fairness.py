@@ -42,12 +42,15 @@ def fingerprint(cfg: DictConfig, dataset_sha256: str) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "", sep: str = ".", lists: bool = False) -> dict:
+    """Nested dicts to dotted keys; with ``lists``, numeric lists become key{sep}i entries."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
+            out.update(flatten(v, key + sep, sep, lists))
+        elif lists and isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+            out.update({f"{key}{sep}{i}": x for i, x in enumerate(v)})
         else:
             out[key] = v
     return out

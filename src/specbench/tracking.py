@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from specbench.checkpoint import write_json
+from specbench.fairness import flatten
 
 
 class RunTracker:
@@ -61,7 +62,7 @@ class RunTracker:
         write_json(self.run_dir / "summary.json", summary)
         if self.wandb_run is not None:
             try:
-                flat = {k: v for k, v in _flatten(summary).items()
+                flat = {k: v for k, v in flatten(summary, sep="/", lists=True).items()
                         if isinstance(v, (int, float, str, bool))}
                 self.wandb_run.summary.update(flat)
             except Exception as err:
@@ -76,14 +77,3 @@ class RunTracker:
                 warnings.warn(f"W&B finish failed ({err}).", stacklevel=2)
             self.wandb_run = None
 
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        elif isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
-            out.update({f"{prefix}{k}/{i}": x for i, x in enumerate(v)})
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

@@ -20,8 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 from specbench import fairness
 from specbench.algorithms import get_algorithm
 from specbench.algorithms.base import tau_sim
-from specbench.checkpoint import (latest_checkpoint, load_checkpoint, save_checkpoint,
-                                  save_weights, set_rng_state, write_json)
+from specbench.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    publish_weights,
+    save_checkpoint,
+    set_rng_state,
+    write_json,
+)
 from specbench.data import build_dataset, collate, epoch_order
 from specbench.errors import UserError
 from specbench.target import load_target
@@ -67,6 +73,16 @@ class _LossForward(torch.nn.Module):
 
     def forward(self, features, batch):
         return self.algorithm.loss(features, batch)
+
+
+def make_optimizer(params, tcfg) -> torch.optim.AdamW:
+    """AdamW with the fused (single-kernel) implementation where PyTorch has one."""
+    kwargs = dict(lr=tcfg.lr, betas=(tcfg.adam_beta1, tcfg.adam_beta2), eps=tcfg.adam_eps,
+                  weight_decay=tcfg.weight_decay)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(params, **kwargs)
 
 
 def lr_lambda(warmup: int, total: int):
@@ -150,15 +166,14 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
     draft = algo_cls.build(cfg.algorithm, target).to(device=device, dtype=torch.float32)
     params = [p for p in draft.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
-    optimizer = torch.optim.AdamW(params, lr=tcfg.lr, betas=(tcfg.adam_beta1, tcfg.adam_beta2),
-                                  eps=tcfg.adam_eps, weight_decay=tcfg.weight_decay)
+    optimizer = make_optimizer(params, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total_steps))
     model = draft
     # The loss goes through forward() so that a distributed wrapper (DDP) syncs gradients.
     draft, optimizer = accelerator.prepare(_LossForward(model), optimizer)
 
     progress = {"epoch": 0, "step_in_epoch": 0, "tokens": 0, "loss_tokens": 0,
-                "train_time_s": 0.0, "fingerprint": fp}
+                "train_time_s": 0.0, "fingerprint": fp, "algorithm": cfg.algorithm.name}
     step = 0
     if tcfg.resume:
         weights, state, saved = load_checkpoint(previous)
@@ -261,9 +276,7 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
             progress["step_in_epoch"] = 0
         bar.close()
         if status != "interrupted":
-            checkpoint()
-            save_weights(run_dir / "draft.safetensors", model.trainable_state_dict(),
-                         {"algorithm": cfg.algorithm.name, "fingerprint": fp, "step": step})
+            publish_weights(checkpoint(), run_dir / "draft.safetensors")
             status = "completed"
     except BaseException as err:
         status, error = "failed", f"{type(err).__name__}: {err}"

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specbench.config import AlgorithmConfig
+from specbench.losses import linear_cross_entropy
 from specbench.target import Features, FeatureSpec
 
 
@@ -164,13 +165,12 @@ class Medusa(nn.Module):
             n = y.numel()
             if n == 0:
                 continue
-            logits = self.head_logits(k, h).float()
-            loss_k = F.cross_entropy(logits, y)
+            z = self.blocks[k](h)
+            weight = self.target_lm_head if self.shared else self.lm_heads[k].weight
+            loss_k, hits1, hits5 = linear_cross_entropy(z, weight, y)
             total = total + (self.decay ** k) * loss_k
-            with torch.no_grad():
-                top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices
-                count = torch.tensor(float(n))
-                counters[f"top1/{k}"] = ((top5[:, 0] == y).sum().float(), count)
-                counters[f"top5/{k}"] = ((top5 == y[:, None]).any(-1).sum().float(), count)
-                counters[f"loss/{k}"] = (loss_k.detach() * n, count)
+            count = torch.tensor(float(n))
+            counters[f"top1/{k}"] = (hits1.float(), count)
+            counters[f"top5/{k}"] = (hits5.float(), count)
+            counters[f"loss/{k}"] = (loss_k.detach() * n, count)
         return total, counters

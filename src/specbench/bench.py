@@ -1,0 +1,124 @@
+"""Benchmark: target-forward-only vs full draft training step, in one process.
+
+    python -m specbench.bench                         # Medusa on the embedded SmolLM2
+    python -m specbench.bench algorithm.lm_head=shared trainer.micro_batch_size=4
+
+Prints tokens/s, analytic FLOPs per token and the achieved FLOP rate of (a) the frozen target
+forward alone and (b) a full training step (target forward + draft forward/backward +
+optimizer step), on real batches of the configured data. Both are timed interleaved, so their
+ratio is meaningful even on a noisy machine. Extra arguments are Hydra overrides.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import torch
+
+from specbench.algorithms import get_algorithm
+from specbench.config import compose
+from specbench.data import build_dataset, collate
+from specbench.errors import UserError
+from specbench.target import load_target
+from specbench.trainer import _make_accelerator, make_optimizer
+
+
+def target_forward_flops(config, seq_len: float) -> float:
+    """2 x non-embedding parameters, plus causal attention scores and values (no lm_head)."""
+    h, n = config.hidden_size, config.num_hidden_layers
+    heads, kv = config.num_attention_heads, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or h // heads
+    attn_proj = h * heads * head_dim * 2 + h * kv * head_dim * 2
+    mlp = 3 * h * config.intermediate_size
+    return n * (2 * (attn_proj + mlp) + 2 * heads * head_dim * seq_len)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    iters = 4
+    for a in list(argv):
+        if a.startswith("--iters="):
+            iters = int(a.split("=", 1)[1])
+            argv.remove(a)
+    try:
+        cfg = compose(["trainer.max_length=256", *argv])
+        tcfg = cfg.trainer
+        accelerator = _make_accelerator(tcfg)
+        device = accelerator.device
+        target = load_target(cfg.model, seed=tcfg.seed, device=device)
+        data = build_dataset(cfg.data, target.tokenizer, tcfg.max_length)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    algo = get_algorithm(cfg.algorithm.name)
+    spec = algo.feature_spec(cfg.algorithm, target.config)
+    draft = algo.build(cfg.algorithm, target).to(device=device, dtype=torch.float32)
+    params = [p for p in draft.parameters() if p.requires_grad]
+    opt = make_optimizer(params, tcfg)
+    mb = tcfg.micro_batch_size
+    # batches of similar length, so both measurements see the same shapes
+    rows = sorted(data.train, key=lambda r: len(r.input_ids))
+    batches = [collate(rows[i: i + mb], target.tokenizer.pad_token_id)
+               for i in range(len(rows) // 2, len(rows) // 2 + mb * (iters + 1), mb)]
+    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+
+    def forward_only(b):
+        target.features(b["input_ids"], b["attention_mask"], spec)
+
+    def train_step(b):
+        feats = target.features(b["input_ids"], b["attention_mask"], spec)
+        with accelerator.autocast():
+            loss, counters = draft.loss(feats, b)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return counters
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    forward_only(batches[0])  # warm-up
+    counters = train_step(batches[0])
+    t_fwd, t_train, trained_positions = [], [], []
+    for b in batches[1:]:
+        sync()
+        t0 = time.perf_counter()
+        forward_only(b)
+        sync()
+        t_fwd.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        counters = train_step(b)
+        sync()
+        t_train.append(time.perf_counter() - t0)
+        trained_positions.append(sum(float(d) for k, (_, d) in counters.items()
+                                     if k.startswith("top1/")))
+    tokens = [float(b["input_ids"].numel()) for b in batches[1:]]
+    seq = statistics.mean(b["input_ids"].shape[1] for b in batches[1:])
+    f_target = target_forward_flops(target.config, seq / 2)
+    # the draft's work is per trained (position, head) pair, plus the self-distillation labels
+    per_position = draft.train_flops_per_token(target.config) / max(1, draft.num_heads) \
+        if hasattr(draft, "num_heads") else draft.train_flops_per_token(target.config)
+    f_draft = statistics.mean(p / t for p, t in zip(trained_positions, tokens)) * per_position
+    fwd_tps = sum(tokens) / sum(t_fwd)
+    train_tps = sum(tokens) / sum(t_train)
+    fwd_rate = fwd_tps * f_target
+    train_rate = train_tps * (f_target + f_draft)
+    print(f"specbench bench: {cfg.algorithm.name} on {cfg.model.name} ({cfg.model.dtype.value}), "
+          f"precision {tcfg.precision.value}, device {device}, {torch.get_num_threads()} threads")
+    print(f"  batches: {len(tokens)} x {mb} rows, padded length ~{seq:.0f}")
+    print(f"  {'':28s}{'tokens/s':>10s}{'GFLOP/token':>13s}{'GFLOP/s':>10s}")
+    print(f"  {'target forward only':28s}{fwd_tps:10.0f}{f_target / 1e9:13.3f}"
+          f"{fwd_rate / 1e9:10.1f}")
+    print(f"  {'full training step':28s}{train_tps:10.0f}{(f_target + f_draft) / 1e9:13.3f}"
+          f"{train_rate / 1e9:10.1f}")
+    print(f"  training step / forward: time x{sum(t_train) / sum(t_fwd):.2f}, "
+          f"FLOP-rate ratio {train_rate / fwd_rate:.2f} (goal >= 0.8)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
