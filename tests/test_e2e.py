@@ -41,6 +41,10 @@ def test_python_m_specbench_on_embedded_model(tmp_path):
     assert [m["step"] for m in metrics if "train/loss" in m] == [5, 8]
     assert [m["step"] for m in metrics if "eval/loss" in m] == [4, 8]
     weights = load_file(str(run / "draft.safetensors"))
-    assert weights["lm_heads.0.weight"].shape == (49152, 576)
+    # default Medusa: 4 heads x 1 residual block, sharing the frozen target lm_head
+    assert {k: tuple(v.shape) for k, v in weights.items()} == {
+        **{f"blocks.{k}.layers.0.weight": (576, 576) for k in range(4)},
+        **{f"blocks.{k}.layers.0.bias": (576,) for k in range(4)}}
+    assert s["train"]["trainable_params"] == 4 * (576 * 576 + 576)
     assert (run / "checkpoints" / "step-0000008" / "draft.safetensors").is_file()
     assert s["wandb"]["mode"] == "offline" and list((run / "wandb").glob("offline-run-*"))

@@ -46,7 +46,7 @@ def test_algorithm_settings_do_not_change_fingerprint():
 
 
 @pytest.mark.parametrize("override", [
-    "trainer.lr=0.002", "trainer.seed=1", "trainer.micro_batch_size=4", "trainer.epochs=2",
+    "trainer.lr=0.002", "trainer.seed=1", "trainer.micro_batch_size=2", "trainer.epochs=2",
     "trainer.max_length=256", "trainer=specforge", "data.eval_rows=8", "data.max_rows=100",
     "model=tiny-llama", "model.dtype=float32",
 ])

@@ -23,7 +23,8 @@ def losses(run_dir):
 
 
 def test_summary_checklist_and_files(tmp_path, conv_file):
-    cfg = compose(tiny_overrides(conv_file, **{"trainer.epochs": 2}))
+    cfg = compose(tiny_overrides(conv_file, **{"trainer.epochs": 2,
+                                               "algorithm.lm_head": "per_head"}))
     s = train(cfg, tmp_path / "run")
     run = tmp_path / "run"
     for name in ("summary.json", "metrics.jsonl", "config.json", "draft.safetensors"):
@@ -104,7 +105,8 @@ def test_lr_schedule_warmup_then_cosine_to_zero():
 
 def test_training_improves_the_draft(tmp_path, conv_file):
     over = tiny_overrides(conv_file, **{"trainer.epochs": 3, "trainer.lr": 3e-3,
-                                        "algorithm.labels": "dataset"})
+                                        "algorithm.labels": "dataset",
+                                        "algorithm.lm_head": "per_head"})
     train(compose(over), tmp_path / "run")
     curve = losses(tmp_path / "run")
     assert sum(curve[-5:]) / 5 < 0.8 * sum(curve[:5]) / 5
