@@ -33,6 +33,11 @@ def app(cfg: DictConfig) -> None:
 
         run_dir = Path(hc.runtime.output_dir)
         summary = train(cfg, run_dir)
+        if cfg.export:
+            from specbench.export import export_run
+
+            for fmt in cfg.export:
+                print(f"[specbench] exported {export_run(run_dir, fmt)}")
     except UserError as err:
         print(f"\nerror: {err}\n", file=sys.stderr)
         sys.exit(2)

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         return 2
     algo = get_algorithm(cfg.algorithm.name)
     spec = algo.feature_spec(cfg.algorithm, target.config)
-    draft = algo.build(cfg.algorithm, target).to(device=device, dtype=torch.float32)
+    draft = algo.build(cfg.algorithm, target, data).to(device=device, dtype=torch.float32)
     params = [p for p in draft.parameters() if p.requires_grad]
     opt = make_optimizer(params, tcfg)
     mb = tcfg.micro_batch_size

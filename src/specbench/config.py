@@ -143,6 +143,8 @@ class Config:
     data: DataConfig = MISSING
     trainer: TrainerConfig = MISSING
     tracker: TrackerConfig = MISSING
+    # Serving formats to export to at the end of a run (see specbench.export): vllm, sglang.
+    export: list[str] = field(default_factory=list)
 
 
 # Keys that never change the result of a run; left out of the fingerprint.

@@ -148,15 +148,15 @@ def byte_level_tokenizer(style: str = "qwen2"):
 # --------------------------------------------------------------------------------------- loading
 
 
-def _random_model(arch, dtype: torch.dtype, seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+def config_from_arch(arch):
+    """A transformers config built from ``model.arch`` facts alone (no download)."""
+    from transformers import LlamaConfig, Qwen2Config
 
-    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+    classes = {"llama": LlamaConfig, "qwen2": Qwen2Config}
     if arch.model_type not in classes:
-        raise UserError(f"model.arch.model_type={arch.model_type!r} cannot be built with random "
-                        f"weights; choose one of {sorted(classes)}.")
-    config_cls, model_cls = classes[arch.model_type]
-    config = config_cls(
+        raise UserError(f"model.arch.model_type={arch.model_type!r} is not supported here; "
+                        f"choose one of {sorted(classes)}.")
+    return classes[arch.model_type](
         hidden_size=arch.hidden_size, num_hidden_layers=arch.num_hidden_layers,
         num_attention_heads=arch.num_attention_heads, num_key_value_heads=arch.num_key_value_heads,
         intermediate_size=arch.intermediate_size, vocab_size=arch.vocab_size,
@@ -164,9 +164,15 @@ def _random_model(arch, dtype: torch.dtype, seed: int):
         max_position_embeddings=arch.max_position_embeddings, rms_norm_eps=arch.rms_norm_eps,
         pad_token_id=256,
     )
+
+
+def _random_model(arch, dtype: torch.dtype, seed: int):
+    from transformers import AutoModelForCausalLM
+
+    config = config_from_arch(arch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_cls(config)
+        model = AutoModelForCausalLM.from_config(config)
     return model.to(dtype), byte_level_tokenizer(arch.model_type)
 
 

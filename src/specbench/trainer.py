@@ -163,7 +163,7 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
 
     torch.manual_seed(tcfg.seed)
     spec = algo_cls.feature_spec(cfg.algorithm, target.config)
-    draft = algo_cls.build(cfg.algorithm, target).to(device=device, dtype=torch.float32)
+    draft = algo_cls.build(cfg.algorithm, target, dataset).to(device=device, dtype=torch.float32)
     params = [p for p in draft.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     optimizer = make_optimizer(params, tcfg)
@@ -171,6 +171,9 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
     model = draft
     # The loss goes through forward() so that a distributed wrapper (DDP) syncs gradients.
     draft, optimizer = accelerator.prepare(_LossForward(model), optimizer)
+
+    if accelerator.is_main_process and hasattr(model, "serving_config"):
+        write_json(run_dir / "draft_config.json", model.serving_config())
 
     progress = {"epoch": 0, "step_in_epoch": 0, "tokens": 0, "loss_tokens": 0,
                 "train_time_s": 0.0, "fingerprint": fp, "algorithm": cfg.algorithm.name}
@@ -296,6 +299,7 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
         summary = {
             "status": status, "error": error, "algorithm": cfg.algorithm.name,
             "fingerprint": fp, "algorithm_config": fairness.algorithm_variables(cfg),
+            "algorithm_details": model.describe() if hasattr(model, "describe") else {},
             "controlled": fairness.controlled_variables(cfg), "dataset": stats,
             "checklist": checklist,
             "train": {

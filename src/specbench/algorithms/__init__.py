@@ -7,11 +7,13 @@ Add an algorithm by writing a module with a class that follows ``DraftAlgorithm`
 from __future__ import annotations
 
 from specbench.algorithms.base import DraftAlgorithm
+from specbench.algorithms.eagle3 import Eagle3
 from specbench.algorithms.medusa import Medusa
 from specbench.errors import UserError
 
 REGISTRY: dict[str, type[DraftAlgorithm]] = {
     "medusa": Medusa,
+    "eagle3": Eagle3,
 }
 
 

@@ -6,8 +6,9 @@ An algorithm is an ``nn.Module`` class with:
   fields are everything a user may set under ``algorithm.``);
 - ``feature_spec(cfg, target_config)``: which target tensors it trains on (decoder-layer outputs,
   the final normed hidden state); the trainer runs the frozen target once per batch to get them;
-- ``build(cfg, target)``: construct the draft from the target (its config, and frozen weights
-  such as the lm_head or the embedding, which it may share but must not train);
+- ``build(cfg, target, data)``: construct the draft from the target (its config, and frozen
+  weights such as the lm_head or the embedding, which it may share but must not train) and the
+  training data (``ChatDataset``; EAGLE-3 derives its draft vocabulary from it);
 - ``loss(features, batch)``: the training loss and metric counters for one micro batch. Counters
   are ``name -> (numerator, denominator)`` tensors; the trainer sums both over batches and logs
   the ratio. Per-position top-1 accuracy must be named ``top1/{k}`` (k = 0 is the first drafted
@@ -15,7 +16,9 @@ An algorithm is an ``nn.Module`` class with:
 - ``trainable_state_dict()`` / ``load_trainable_state_dict(sd)``: exactly the trained tensors
   (saved as safetensors; frozen tensors borrowed from the target are not saved);
 - ``train_flops_per_token(target_config)``: analytic forward+backward FLOPs of the draft per
-  token, for benchmarks and compute-matched comparison.
+  token, for benchmarks and compute-matched comparison;
+- optionally ``describe()``: derived facts worth recording in ``summary.json`` (EAGLE-3: the
+  draft vocabulary size and coverage, the aux layers, the derived draft config).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class DraftAlgorithm(Protocol):
     def feature_spec(cls, cfg, target_config) -> FeatureSpec: ...
 
     @classmethod
-    def build(cls, cfg, target) -> DraftAlgorithm: ...
+    def build(cls, cfg, target, data=None) -> DraftAlgorithm: ...
 
     def loss(self, features: Features, batch: dict[str, torch.Tensor]
              ) -> tuple[torch.Tensor, Counters]: ...

@@ -103,7 +103,7 @@ class Medusa(nn.Module):
         return FeatureSpec(layers=(), final_hidden=True)
 
     @classmethod
-    def build(cls, cfg, target) -> Medusa:
+    def build(cls, cfg, target, data=None) -> Medusa:
         return cls(cfg, target.config.hidden_size, target.config.vocab_size,
                    target.lm_head.weight)
 

@@ -19,7 +19,13 @@ class ChatDataset:
     train: list[TokenizedRow]
     eval: list[TokenizedRow]
     conversations: ConversationSet
+    max_length: int = 0
     skipped: list[dict] = field(default_factory=list)  # rows with no assistant token in max_length
+
+    def key(self) -> dict:
+        """What determines the tokenised training rows (for caches derived from them)."""
+        return {"sha256": self.conversations.sha256, "max_length": self.max_length,
+                "train_rows": len(self.train), "eval_rows": len(self.eval)}
 
     def stats(self) -> dict:
         c = self.conversations
@@ -60,7 +66,8 @@ def build_dataset(data_cfg, tokenizer, max_length: int) -> ChatDataset:
             skipped.append({"row": i, "reason": f"no assistant token within {max_length} tokens"})
             continue
         (evals if i in eval_ids else train).append(row)
-    return ChatDataset(train=train, eval=evals, conversations=convs, skipped=skipped)
+    return ChatDataset(train=train, eval=evals, conversations=convs, max_length=max_length,
+                       skipped=skipped)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:

@@ -1,0 +1,397 @@
+"""EAGLE-3 (Li et al. 2025): one draft decoder layer on fused multi-layer target features,
+trained with training-time test (TTT).
+
+Alignment, for tokens x_0 .. x_{L-1}:
+- features: the outputs of three target decoder layers (default [1, n//2-1, n-4], the inputs of
+  [2, n//2, n-3]), concatenated (3H) and projected by ``fc`` to H: f_t;
+- step 0, position t: draft input = (f_t, embedding of x_{t+1}); it is trained against the
+  target's distribution for x_{t+2} (the target logits at t+1), restricted to the draft vocab;
+- step k (k = 0..ttt_length-1): the hidden input is the draft's own output at step k-1 (same
+  position), the token input x_{t+1+k}, the target the logits at t+1+k, the RoPE position t+k;
+- a pair (t, k) is trained when x_{t+2+k} is an assistant token (the same label-position rule
+  as Medusa) and the target's argmax at t+1+k lies in the draft vocabulary;
+- attention: a step-k query at t sees the step-0 keys at positions <= t and the step-j keys
+  (1 <= j <= k) at position t only.
+
+Parameter names follow the SGLang/vLLM ``LlamaForCausalLMEagle3`` checkpoint layout (``fc``,
+``midlayer.*``, ``norm``, ``lm_head``, ``d2t``, ``t2d``); the token embedding is the target's,
+frozen and not saved.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from specbench.algorithms.draft_vocab import build_draft_vocab
+from specbench.config import AlgorithmConfig
+from specbench.errors import UserError
+from specbench.target import FeatureSpec, rope_theta_of
+
+# Default draft vocabulary by target vocabulary size: SpecForge's published drafts, and
+# 8192 for SmolLM2's 49152 tokens (it covers about 99% of the embedded set's assistant tokens,
+# see docs/eagle3.md). Other targets: min(vocab, 32000).
+DEFAULT_DRAFT_VOCAB = {128256: 32000, 152064: 16000, 49152: 8192}
+
+
+class Attention(str, Enum):
+    auto = "auto"  # flex on CUDA, diagonal elsewhere
+    diagonal = "diagonal"  # causal scores over step 0 + one score per earlier step
+    flex = "flex"  # torch flex_attention with a block mask over the concatenated keys
+
+
+@dataclass
+class Eagle3Config(AlgorithmConfig):
+    name: str = "eagle3"
+    aux_layers: list[int] | None = None  # decoder-layer outputs; None: [1, n//2-1, n-4]
+    ttt_length: int = 7
+    step_decay: float = 0.8
+    draft_vocab_size: int | None = None  # None: DEFAULT_DRAFT_VOCAB or min(vocab, 32000)
+    attention: Attention = Attention.auto
+    # Draft-layer overrides; None copies the target's value.
+    intermediate_size: int | None = None
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+
+
+def _value(x) -> str:
+    return str(getattr(x, "value", x))
+
+
+def default_aux_layers(num_layers: int) -> list[int]:
+    return [1, num_layers // 2 - 1, num_layers - 4]
+
+
+def aux_layers_of(cfg, target_config) -> list[int]:
+    n = target_config.num_hidden_layers
+    layers = list(cfg.aux_layers) if cfg.aux_layers is not None else default_aux_layers(n)
+    if len(layers) != 3 or not all(0 <= i < n for i in layers):
+        raise UserError(f"algorithm.aux_layers={layers} must name 3 decoder layers of the "
+                        f"target (0..{n - 1}); the default is {default_aux_layers(n)}.")
+    return layers
+
+
+def draft_config(cfg, target_config, draft_vocab_size: int | None = None):
+    """The draft's transformers config, derived from the target's; fields in ``cfg`` override.
+
+    It is also the ``config.json`` of an SGLang/vLLM export."""
+    from transformers import LlamaConfig
+
+    h = target_config.hidden_size
+    heads = cfg.num_attention_heads or target_config.num_attention_heads
+    n_vocab = target_config.vocab_size
+    dv = draft_vocab_size or cfg.draft_vocab_size or DEFAULT_DRAFT_VOCAB.get(
+        n_vocab, min(n_vocab, 32000))
+    if not 0 < dv <= n_vocab:
+        raise UserError(f"algorithm.draft_vocab_size={dv} must be in 1..{n_vocab} (the target "
+                        "vocabulary size).")
+    head_dim = getattr(target_config, "head_dim", None) or h // target_config.num_attention_heads
+    rope = {}
+    params = getattr(target_config, "rope_parameters", None)
+    if isinstance(params, dict):
+        rope["rope_parameters"] = dict(params)
+    scaling = getattr(target_config, "rope_scaling", None)
+    c = LlamaConfig(
+        hidden_size=h, intermediate_size=cfg.intermediate_size or target_config.intermediate_size,
+        num_attention_heads=heads,
+        num_key_value_heads=cfg.num_key_value_heads or target_config.num_key_value_heads,
+        head_dim=head_dim, num_hidden_layers=1, vocab_size=n_vocab,
+        rms_norm_eps=target_config.rms_norm_eps, hidden_act="silu",
+        max_position_embeddings=target_config.max_position_embeddings,
+        tie_word_embeddings=False, rope_theta=rope_theta_of(target_config), **rope,
+    )
+    if scaling is not None and not isinstance(params, dict):
+        c.rope_scaling = scaling
+    c.architectures = ["LlamaForCausalLMEagle3"]
+    c.draft_vocab_size = dv
+    c.target_hidden_size = h
+    layers = aux_layers_of(cfg, target_config)
+    # The two engines read the ids one layer apart: SGLang (nested eagle_config) takes the
+    # *output* of layer i, as specbench and SpecForge do; vLLM (top level) captures the *input*
+    # of layer i, which is the output of layer i-1.
+    c.eagle_config = {"eagle_aux_hidden_state_layer_ids": list(layers),
+                      "use_aux_hidden_state": True}
+    c.eagle_aux_hidden_state_layer_ids = [i + 1 for i in layers]
+    return c
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotate_half(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((-b, a), dim=-1)
+
+
+def apply_rope(x, cos, sin):
+    return x * cos + rotate_half(x) * sin
+
+
+class DraftAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = (c.num_attention_heads, c.num_key_value_heads,
+                                                    c.head_dim)
+        self.q_proj = nn.Linear(2 * c.hidden_size, self.heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(2 * c.hidden_size, self.kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(2 * c.hidden_size, self.kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, c.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, cache: list, backend: str):
+        b, length, _ = x.shape
+        q = self.q_proj(x).view(b, length, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, length, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, length, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        cache.append((k, v))
+        rep = self.heads // self.kv_heads
+        keys = [kk.repeat_interleave(rep, dim=1) for kk, _ in cache]
+        values = [vv.repeat_interleave(rep, dim=1) for _, vv in cache]
+        if backend == "flex":
+            out = _flex_ttt_attention(q, keys, values)
+        else:
+            out = _diagonal_ttt_attention(q, keys, values)
+        return self.o_proj(out.transpose(1, 2).reshape(b, length, -1))
+
+
+def _diagonal_ttt_attention(q, keys, values):
+    """Scores [B, h, L, L + k]: causal over step-0 keys, plus one score per later step at the
+    query's own position. No [L, L*(k+1)] mask is ever built."""
+    length, scale = q.shape[2], 1.0 / math.sqrt(q.shape[-1])
+    s0 = (q @ keys[0].transpose(-1, -2)) * scale
+    causal = torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+    s0 = s0.masked_fill(~causal, float("-inf"))
+    diag = [(q * kj).sum(-1, keepdim=True) * scale for kj in keys[1:]]
+    probs = torch.softmax(torch.cat([s0, *diag], dim=-1).float(), dim=-1).to(q.dtype)
+    out = probs[..., :length] @ values[0]
+    for j, vj in enumerate(values[1:]):
+        out = out + probs[..., length + j: length + j + 1] * vj
+    return out
+
+
+def _flex_ttt_attention(q, keys, values):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    length = q.shape[2]
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        step, pos = kv_idx // length, kv_idx % length
+        return ((step == 0) & (pos <= q_idx)) | ((step > 0) & (pos == q_idx))
+
+    k_all, v_all = torch.cat(keys, dim=2), torch.cat(values, dim=2)
+    block_mask = create_block_mask(mask_mod, B=None, H=None, Q_LEN=length,
+                                   KV_LEN=k_all.shape[2], device=q.device)
+    return _compiled_flex()(q, k_all, v_all, block_mask=block_mask)
+
+
+_FLEX = {}
+
+
+def _compiled_flex():
+    if "fn" not in _FLEX:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _FLEX["fn"] = torch.compile(flex_attention, dynamic=False)
+    return _FLEX["fn"]
+
+
+class DraftMLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DraftLayer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.input_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.hidden_norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.self_attn = DraftAttention(c)
+        self.mlp = DraftMLP(c)
+
+    def forward(self, embeds, hidden, cos, sin, cache, backend):
+        x = torch.cat([self.input_layernorm(embeds), self.hidden_norm(hidden)], dim=-1)
+        h = hidden + self.self_attn(x, cos, sin, cache, backend)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+def shift_left(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x[:, n:] padded with zeros (False) at the end, same shape."""
+    if n == 0:
+        return x
+    out = torch.zeros_like(x)
+    if n < x.shape[1]:
+        out[:, : x.shape[1] - n] = x[:, n:]
+    return out
+
+
+class Eagle3(nn.Module):
+    name = "eagle3"
+    config_class = Eagle3Config
+
+    def __init__(self, cfg, target_config, embed_weight: torch.Tensor, target_lm_head: torch.Tensor,
+                 draft_ids: torch.Tensor, coverage: float | None = None):
+        super().__init__()
+        c = draft_config(cfg, target_config, len(draft_ids))
+        self.draft_cfg = c
+        self.aux_layers = aux_layers_of(cfg, target_config)
+        self.ttt_length = int(cfg.ttt_length)
+        if self.ttt_length < 1:
+            raise UserError(f"algorithm.ttt_length must be >= 1 (got {cfg.ttt_length}).")
+        self.decay = float(cfg.step_decay)
+        self.attention = _value(cfg.attention)
+        self.coverage = coverage
+        h = c.hidden_size
+        self.fc = nn.Linear(3 * h, h, bias=False)
+        self.midlayer = DraftLayer(c)
+        self.norm = RMSNorm(h, c.rms_norm_eps)
+        self.lm_head = nn.Linear(h, c.draft_vocab_size, bias=False)
+        self.register_buffer("d2t", draft_ids - torch.arange(len(draft_ids)))
+        t2d = torch.zeros(c.vocab_size, dtype=torch.bool)
+        t2d[draft_ids] = True
+        self.register_buffer("t2d", t2d)
+        self.register_buffer("embed_weight", embed_weight.detach(), persistent=False)
+        self.register_buffer("target_lm_head", target_lm_head.detach(), persistent=False)
+        from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+        self.rotary = LlamaRotaryEmbedding(config=c)
+
+    # ------------------------------------------------------------------ registry interface
+    @classmethod
+    def feature_spec(cls, cfg, target_config) -> FeatureSpec:
+        return FeatureSpec(layers=tuple(aux_layers_of(cfg, target_config)), final_hidden=True)
+
+    @classmethod
+    def build(cls, cfg, target, data=None) -> Eagle3:
+        """``data``: the ChatDataset whose training rows define the draft vocabulary."""
+        c = draft_config(cfg, target.config)
+        rows = data.train if data is not None else []
+        key = {"model": target.name, "dataset": data.key() if data is not None else None}
+        vocab = build_draft_vocab(rows, target.config.vocab_size, c.draft_vocab_size, key)
+        return cls(cfg, target.config, target.embed_tokens.weight, target.lm_head.weight,
+                   vocab.draft_ids, vocab.coverage)
+
+    def describe(self) -> dict:
+        return {"draft_vocab_size": int(self.d2t.numel()), "draft_vocab_coverage": self.coverage,
+                "aux_layers": self.aux_layers, "attention": self.resolved_attention(),
+                "draft_config": {k: getattr(self.draft_cfg, k) for k in (
+                    "hidden_size", "intermediate_size", "num_attention_heads",
+                    "num_key_value_heads", "head_dim", "rms_norm_eps")}}
+
+    def serving_config(self) -> dict:
+        """config.json of an SGLang/vLLM export (written next to the checkpoints)."""
+        d = self.draft_cfg.to_dict()
+        d["rope_theta"] = rope_theta_of(self.draft_cfg)
+        d.setdefault("rope_scaling", getattr(self.draft_cfg, "rope_scaling", None))
+        d["torch_dtype"] = "bfloat16"
+        return d
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.state_dict())
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state, strict=True)
+
+    def train_flops_per_token(self, target_config) -> float:
+        """Forward+backward FLOPs per token: fc once, the layer and lm_head per TTT step, plus
+        the target logits for the soft labels (forward only)."""
+        c = self.draft_cfg
+        h, hd = c.hidden_size, c.head_dim
+        layer = 2 * h * hd * (2 * c.num_attention_heads + 2 * c.num_key_value_heads) \
+            + h * hd * c.num_attention_heads + 3 * h * c.intermediate_size
+        per_step = 2 * (layer + h * c.draft_vocab_size) * 3
+        return 2 * 3 * h * h * 3 + self.ttt_length * per_step + 2 * h * c.vocab_size
+
+    # ------------------------------------------------------------------------ the model
+    def resolved_attention(self) -> str:
+        if self.attention == "auto":
+            return "flex" if self.fc.weight.is_cuda else "diagonal"
+        return self.attention
+
+    def _backend(self) -> str:
+        backend = self.resolved_attention()
+        if backend == "flex" and not self.fc.weight.is_cuda and torch.is_grad_enabled():
+            raise UserError("algorithm.attention=flex cannot train on the CPU: PyTorch's CPU "
+                            "flex_attention has no backward pass. Use algorithm.attention=auto "
+                            "(flex on CUDA, diagonal elsewhere) or diagonal.")
+        return backend
+
+    def ttt_forward(self, aux: list[torch.Tensor], input_ids: torch.Tensor,
+                    steps: int | None = None) -> list[torch.Tensor]:
+        """Hidden states [B, L, H] after each TTT step (before the final norm)."""
+        hidden = self.fc(torch.cat(aux, dim=-1))
+        b, length = input_ids.shape
+        cache: list = []
+        outs = []
+        base = torch.arange(length, device=input_ids.device)[None]
+        backend = self._backend()
+        for k in range(steps or self.ttt_length):
+            ids = shift_left(input_ids, 1 + k)
+            embeds = F.embedding(ids, self.embed_weight).to(hidden.dtype)
+            cos, sin = self.rotary(hidden, base + k)
+            hidden = self.midlayer(embeds, hidden, cos[:, None], sin[:, None], cache, backend)
+            outs.append(hidden)
+        return outs
+
+    def draft_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.norm(hidden))
+
+    @torch.no_grad()
+    def soft_targets(self, final_hidden, needed):
+        """Target probabilities over the draft vocab [B, L, Vd] and "target argmax is in the
+        draft vocab" [B, L], at positions where ``needed`` (zeros elsewhere)."""
+        b, length, _ = final_hidden.shape
+        draft_ids = self.d2t + torch.arange(self.d2t.numel(), device=self.d2t.device)
+        probs = final_hidden.new_zeros((b, length, draft_ids.numel()), dtype=torch.float32)
+        in_vocab = torch.zeros((b, length), dtype=torch.bool, device=final_hidden.device)
+        if needed.any():
+            h = final_hidden[needed]
+            logits = F.linear(h, self.target_lm_head.to(h.dtype)).float()
+            in_vocab[needed] = self.t2d[logits.argmax(-1)]
+            probs[needed] = torch.softmax(logits[:, draft_ids], dim=-1)
+        return probs, in_vocab
+
+    def loss(self, features, batch):
+        ids, mask = batch["input_ids"], batch["loss_mask"].bool()
+        aux = [features.layers[i] for i in self.aux_layers]
+        needed = shift_left(mask, 1)  # target logits at p are used when x_{p+1} is trained
+        probs, in_vocab = self.soft_targets(features.final_hidden, needed)
+        outs = self.ttt_forward(aux, ids)
+        total = probs.new_zeros(())
+        counters = {}
+        for k, hidden in enumerate(outs):
+            valid = shift_left(mask, 2 + k) & shift_left(in_vocab, 1 + k)
+            n = int(valid.sum())
+            if n == 0:
+                continue
+            target = shift_left(probs, 1 + k)[valid]
+            logits = self.draft_logits(hidden[valid]).float()
+            loss_k = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+            total = total + (self.decay ** k) * loss_k
+            with torch.no_grad():
+                hits = (logits.argmax(-1) == target.argmax(-1)).sum().float()
+                count = torch.tensor(float(n))
+                counters[f"top1/{k}"] = (hits, count)
+                counters[f"loss/{k}"] = (loss_k.detach() * n, count)
+        return total, counters
