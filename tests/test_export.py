@@ -44,6 +44,7 @@ def test_eagle3_export_format_and_outputs(eagle_run):
     assert config["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [1, 1, 0]
     assert config["eagle_aux_hidden_state_layer_ids"] == [2, 2, 1]
     assert config["rope_theta"] == 500000.0 and config["hidden_size"] == 64
+    assert config["torch_dtype"] == "float32"
     t = load_file(str(dest / "model.safetensors"))
     h, hd, nh, nkv, inter = 64, 16, 4, 2, 128
     expected = {
@@ -91,7 +92,7 @@ def test_medusa_vllm_export(tmp_path, conv_file, lm_head):
     assert config == {"model_type": "medusa", "architectures": ["MedusaModel"],
                       "hidden_size": 64, "vocab_size": 320, "truncated_vocab_size": 320,
                       "num_heads": 3, "num_hidden_layers": 1, "medusa_fc_bias": True,
-                      "original_lm_head": lm_head == "shared"}
+                      "original_lm_head": lm_head == "shared", "torch_dtype": "float32"}
     t = load_file(str(dest / "model.safetensors"))
     blocks = {f"blocks.{i}.layers.0.{p}": ((64, 64) if p == "weight" else (64,))
               for i in range(3) for p in ("weight", "bias")}
@@ -132,3 +133,20 @@ def test_export_errors(tmp_path, conv_file):
     proc = subprocess.run([sys.executable, "-m", "specbench.export", str(tmp_path / "run"),
                            "--format", "onnx"], capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice: 'onnx'" in proc.stderr
+
+
+def test_export_at_end_of_a_cli_run(tmp_path, conv_file):
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    args = tiny_overrides(conv_file, **{"trainer.max_steps": 1, "algorithm": "eagle3",
+                                        "algorithm.ttt_length": 2,
+                                        "algorithm.draft_vocab_size": 32})
+    proc = subprocess.run([sys.executable, "-m", "specbench", *args, "export=[sglang,vllm]",
+                           f"hydra.run.dir={run}"], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for fmt in ("sglang", "vllm"):
+        assert f"exported {run}/export-{fmt}" in proc.stdout
+        cfg = json.loads((run / f"export-{fmt}" / "config.json").read_text())
+        assert cfg["draft_vocab_size"] == 32

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -171,7 +169,10 @@ def test_state_dict_names_follow_vllm_medusa():
         "blocks.1.layers.0.bias", "lm_heads.0.weight", "lm_heads.1.weight"}
 
 
-def test_flops_per_token_formula():
-    m = make(num_heads=4, num_layers=1, lm_head="per_head", labels="dataset")
-    assert m.train_flops_per_token(None) == 4 * (6 * H * H + 6 * H * V)
-    assert math.isfinite(m.train_flops_per_token(None))
+def test_flops_counter_formula():
+    m = make(num_heads=2, num_layers=1, lm_head="per_head", labels="dataset")
+    hidden, b = batch()
+    _, c = m.loss(Features(final_hidden=hidden), b)
+    trained = sum(int(c[f"top1/{k}"][1]) for k in range(2))
+    assert float(c["draft_flops"][0]) == trained * (6 * H * H + 6 * H * V)
+    assert float(c["draft_flops"][1]) == B * L

@@ -21,18 +21,8 @@ from specbench.algorithms import get_algorithm
 from specbench.config import compose
 from specbench.data import build_dataset, collate
 from specbench.errors import UserError
-from specbench.target import load_target
+from specbench.target import forward_flops_per_token, load_target
 from specbench.trainer import _make_accelerator, make_optimizer
-
-
-def target_forward_flops(config, seq_len: float) -> float:
-    """2 x non-embedding parameters, plus causal attention scores and values (no lm_head)."""
-    h, n = config.hidden_size, config.num_hidden_layers
-    heads, kv = config.num_attention_heads, config.num_key_value_heads
-    head_dim = getattr(config, "head_dim", None) or h // heads
-    attn_proj = h * heads * head_dim * 2 + h * kv * head_dim * 2
-    mlp = 3 * h * config.intermediate_size
-    return n * (2 * (attn_proj + mlp) + 2 * heads * head_dim * seq_len)
 
 
 def main(argv=None) -> int:
@@ -83,7 +73,7 @@ def main(argv=None) -> int:
 
     forward_only(batches[0])  # warm-up
     counters = train_step(batches[0])
-    t_fwd, t_train, trained_positions = [], [], []
+    t_fwd, t_train, draft_flops = [], [], []
     for b in batches[1:]:
         sync()
         t0 = time.perf_counter()
@@ -94,15 +84,11 @@ def main(argv=None) -> int:
         counters = train_step(b)
         sync()
         t_train.append(time.perf_counter() - t0)
-        trained_positions.append(sum(float(d) for k, (_, d) in counters.items()
-                                     if k.startswith("top1/")))
+        draft_flops.append(float(counters["draft_flops"][0]))
     tokens = [float(b["input_ids"].numel()) for b in batches[1:]]
     seq = statistics.mean(b["input_ids"].shape[1] for b in batches[1:])
-    f_target = target_forward_flops(target.config, seq / 2)
-    # the draft's work is per trained (position, head) pair, plus the self-distillation labels
-    per_position = draft.train_flops_per_token(target.config) / max(1, draft.num_heads) \
-        if hasattr(draft, "num_heads") else draft.train_flops_per_token(target.config)
-    f_draft = statistics.mean(p / t for p, t in zip(trained_positions, tokens)) * per_position
+    f_target = forward_flops_per_token(target.config, seq / 2)
+    f_draft = sum(draft_flops) / sum(tokens)  # the algorithm's analytic count for these batches
     fwd_tps = sum(tokens) / sum(t_fwd)
     train_tps = sum(tokens) / sum(t_train)
     fwd_rate = fwd_tps * f_target

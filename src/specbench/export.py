@@ -64,6 +64,7 @@ def eagle3_files(run_dir: Path, cfg, state: dict, dtype) -> tuple[dict, dict]:
         raise UserError(f"{run_dir} lacks draft_config.json (written by EAGLE-3 runs); it was "
                         "not trained by this specbench version.")
     config = json.loads(path.read_text())
+    config["torch_dtype"] = str(dtype).removeprefix("torch.")
     return config, _cast(state, dtype)
 
 
@@ -83,6 +84,7 @@ def medusa_files(run_dir: Path, cfg, state: dict, dtype) -> tuple[dict, dict]:
         "hidden_size": hidden, "vocab_size": vocab, "truncated_vocab_size": vocab,
         "num_heads": heads, "num_hidden_layers": a.num_layers,
         "medusa_fc_bias": True, "original_lm_head": shared,
+        "torch_dtype": str(dtype).removeprefix("torch."),
     }
     return config, _cast(tensors, dtype)
 

@@ -90,6 +90,17 @@ class Target:
                         layers=captured)
 
 
+def forward_flops_per_token(config, context: float) -> float:
+    """Analytic forward FLOPs of the target body per token (no lm_head): 2 x the non-embedding
+    matmul parameters, plus attention scores and values over ``context`` keys."""
+    h, n = config.hidden_size, config.num_hidden_layers
+    heads, kv = config.num_attention_heads, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or h // heads
+    attn_proj = h * heads * head_dim * 2 + h * kv * head_dim * 2
+    mlp = 3 * h * config.intermediate_size
+    return n * (2 * (attn_proj + mlp) + 2 * 2 * heads * head_dim * context)
+
+
 # --------------------------------------------------------------------------- tokenizers for tests
 
 LLAMA3_STYLE_TEMPLATE = (

@@ -30,7 +30,7 @@ from specbench.checkpoint import (
 )
 from specbench.data import build_dataset, collate, epoch_order
 from specbench.errors import UserError
-from specbench.target import load_target
+from specbench.target import forward_flops_per_token, load_target
 from specbench.tracking import RunTracker
 
 
@@ -176,7 +176,7 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
         write_json(run_dir / "draft_config.json", model.serving_config())
 
     progress = {"epoch": 0, "step_in_epoch": 0, "tokens": 0, "loss_tokens": 0,
-                "train_time_s": 0.0, "fingerprint": fp, "algorithm": cfg.algorithm.name}
+                "train_time_s": 0.0, "draft_flops": 0.0, "target_flops": 0.0, "fingerprint": fp, "algorithm": cfg.algorithm.name}
     step = 0
     if tcfg.resume:
         weights, state, saved = load_checkpoint(previous)
@@ -234,6 +234,9 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
                     step_loss += float(loss.detach()) / len(mine)
                     window.add(counters)
                     ntok = int(batch["attention_mask"].sum())
+                    progress["draft_flops"] += float(counters["draft_flops"][0]) * world
+                    progress["target_flops"] += ntok * world * forward_flops_per_token(
+                        target.config, batch["input_ids"].shape[1] / 2)
                     progress["tokens"] += ntok * world
                     progress["loss_tokens"] += int(batch["loss_mask"].sum()) * world
                     tok_window += ntok * world
@@ -310,7 +313,9 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
                 "tokens_per_s": progress["tokens"] / max(progress["train_time_s"], 1e-9),
                 "train_time_s": progress["train_time_s"], "wall_time_s": wall,
                 "trainable_params": n_params,
-                "draft_train_flops_per_token": model.train_flops_per_token(target.config),
+                "flops": {"target_forward": progress["target_flops"],
+                          "draft_forward_backward": progress["draft_flops"],
+                          "total": progress["target_flops"] + progress["draft_flops"]},
             },
             "eval_split": {
                 "loss": eval_metrics.get("eval/loss"),

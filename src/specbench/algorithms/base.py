@@ -12,11 +12,11 @@ An algorithm is an ``nn.Module`` class with:
 - ``loss(features, batch)``: the training loss and metric counters for one micro batch. Counters
   are ``name -> (numerator, denominator)`` tensors; the trainer sums both over batches and logs
   the ratio. Per-position top-1 accuracy must be named ``top1/{k}`` (k = 0 is the first drafted
-  token), so that tau_sim is computed the same way for every algorithm;
+  token), so that tau_sim is computed the same way for every algorithm; ``draft_flops`` is
+  (analytic forward+backward FLOPs of the draft on this batch, tokens in the batch), which the
+  trainer sums into the run's training FLOPs and the benchmark turns into a FLOP rate;
 - ``trainable_state_dict()`` / ``load_trainable_state_dict(sd)``: exactly the trained tensors
   (saved as safetensors; frozen tensors borrowed from the target are not saved);
-- ``train_flops_per_token(target_config)``: analytic forward+backward FLOPs of the draft per
-  token, for benchmarks and compute-matched comparison;
 - optionally ``describe()``: derived facts worth recording in ``summary.json`` (EAGLE-3: the
   draft vocabulary size and coverage, the aux layers, the derived draft config).
 """
@@ -50,7 +50,6 @@ class DraftAlgorithm(Protocol):
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
 
-    def train_flops_per_token(self, target_config) -> float: ...
 
 
 def tau_sim(top1: list[float]) -> float:

@@ -113,13 +113,12 @@ class Medusa(nn.Module):
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.load_state_dict(state, strict=True)
 
-    def train_flops_per_token(self, target_config) -> float:
-        """Forward+backward FLOPs per trained token (all heads, every position)."""
-        h, v, k = self.hidden_size, self.vocab_size, self.num_heads
-        blocks = 2 * h * h * self.num_layers * 3  # fwd + grad input + grad weight
+    def position_flops(self) -> float:
+        """Forward+backward FLOPs of one head at one trained position."""
+        h, v = self.hidden_size, self.vocab_size
+        blocks = 2 * h * h * self.num_layers * 3  # forward, input grad, weight grad
         proj = 2 * h * v * (2 if self.shared else 3)  # no weight grad when shared
-        labels = 2 * h * v if self.labels == "self_distill" else 0  # target greedy labels
-        return k * (blocks + proj) + labels
+        return blocks + proj
 
     # ------------------------------------------------------------------------ the model
     def head_logits(self, k: int, hidden: torch.Tensor) -> torch.Tensor:
@@ -149,6 +148,9 @@ class Medusa(nn.Module):
             needed = torch.zeros_like(mask)
             needed[:, :-1] = mask[:, 1:]
             greedy = self.greedy_labels(hidden, needed)
+            flops = float(needed.sum()) * 2 * self.hidden_size * self.vocab_size
+        else:
+            flops = 0.0
         total = hidden.new_zeros((), dtype=torch.float32)
         counters = {}
         for k in range(self.num_heads):
@@ -173,4 +175,7 @@ class Medusa(nn.Module):
             counters[f"top1/{k}"] = (hits1.float(), count)
             counters[f"top5/{k}"] = (hits5.float(), count)
             counters[f"loss/{k}"] = (loss_k.detach() * n, count)
+            flops += n * self.position_flops()
+        tokens = batch["attention_mask"].sum() if "attention_mask" in batch else ids.numel()
+        counters["draft_flops"] = (torch.tensor(flops), torch.as_tensor(tokens).float())
         return total, counters
