@@ -116,3 +116,23 @@ def test_hydra_settings_keep_cwd_and_clock_only_in_hydra():
     assert cfg.hydra.run.dir.startswith("outputs/") and cfg.hydra.sweep.dir.startswith("multirun/")
     job = OmegaConf.to_yaml(compose())
     assert "now:" not in job  # nothing outside hydra.* depends on the clock
+
+
+def test_multirun_gives_each_job_its_own_run_and_one_fingerprint(tmp_path):
+    import json as _json
+
+    from .conftest import tiny_overrides, write_conversations
+
+    conv = write_conversations(tmp_path / "c.jsonl")
+    args = [a for a in tiny_overrides(conv, **{"trainer.max_steps": 1})
+            if not a.startswith("tracker.")]
+    proc, _ = _cli("-m", *args, "algorithm.num_heads=2,3", f"hydra.sweep.dir={tmp_path}/sweep",
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted((tmp_path / "sweep").glob("*-medusa"))
+    assert [r.name for r in runs] == ["0-medusa", "1-medusa"]
+    summaries = [_json.loads((r / "summary.json").read_text()) for r in runs]
+    assert [s["algorithm_config"]["num_heads"] for s in summaries] == [2, 3]
+    assert summaries[0]["fingerprint"] == summaries[1]["fingerprint"]
+    ids = {s["wandb"]["run_id"] for s in summaries}
+    assert len(ids) == 2 and all(list((r / "wandb").glob("offline-run-*")) for r in runs)
