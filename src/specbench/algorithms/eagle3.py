@@ -350,6 +350,37 @@ class Eagle3(nn.Module):
             outs.append(hidden)
         return outs
 
+    def extend(self, hidden: torch.Tensor, token_ids: torch.Tensor, start: int,
+               cache: dict) -> torch.Tensor:
+        """Inference: run the draft layer on n new positions (RoPE ``start``..) whose queries see
+        every cached key plus the new ones causally; appends their keys/values to ``cache``."""
+        attn = self.midlayer.self_attn
+        layer = self.midlayer
+        embeds = F.embedding(token_ids, self.embed_weight).to(hidden.dtype)
+        x = torch.cat([layer.input_layernorm(embeds), layer.hidden_norm(hidden)], dim=-1)
+        b, n, _ = x.shape
+        q = attn.q_proj(x).view(b, n, attn.heads, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(b, n, attn.kv_heads, attn.head_dim).transpose(1, 2)
+        v = attn.v_proj(x).view(b, n, attn.kv_heads, attn.head_dim).transpose(1, 2)
+        pos = torch.arange(start, start + n, device=x.device)[None]
+        cos, sin = self.rotary(hidden, pos)
+        q, k = apply_rope(q, cos[:, None], sin[:, None]), apply_rope(k, cos[:, None], sin[:, None])
+        cache["k"] = k if cache.get("k") is None else torch.cat([cache["k"], k], dim=2)
+        cache["v"] = v if cache.get("v") is None else torch.cat([cache["v"], v], dim=2)
+        rep = attn.heads // attn.kv_heads
+        keys = cache["k"].repeat_interleave(rep, dim=1)
+        values = cache["v"].repeat_interleave(rep, dim=1)
+        total = keys.shape[2]
+        allowed = torch.ones(n, total, dtype=torch.bool, device=x.device).tril(total - n)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
+        h = hidden + attn.o_proj(out.transpose(1, 2).reshape(b, n, -1))
+        return h + layer.mlp(layer.post_attention_layernorm(h))
+
+    def proposer(self, num_draft: int | None = None):
+        """Chain drafting for the lossless decoder: autoregressive draft steps with the draft's
+        own KV cache, feeding back its hidden states as in training."""
+        return Eagle3Chain(self, num_draft or self.ttt_length)
+
     def draft_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.norm(hidden))
 
@@ -400,3 +431,58 @@ class Eagle3(nn.Module):
             flops += 6 * n * c.hidden_size * c.draft_vocab_size
         counters["draft_flops"] = (torch.tensor(flops), torch.tensor(tokens))
         return total, counters
+
+
+class Eagle3Chain:
+    """Real draft positions p (target features f_p, token x_{p+1}) are kept in the draft's
+    cache; a proposal appends speculative steps at RoPE positions N-1+j, exactly the
+    training-time-test pattern, and is cropped away once the target has verified."""
+
+    name = "eagle3_chain"
+
+    def __init__(self, model: Eagle3, num_draft: int):
+        self.m, self.k = model, num_draft
+
+    def _features(self, out) -> torch.Tensor:
+        aux = [out.layer_output(i) for i in self.m.aux_layers]
+        w = self.m.fc.weight
+        return self.m.fc(torch.cat(aux, dim=-1).to(w.dtype))
+
+    def _crop(self, n: int) -> None:
+        for key in ("k", "v"):
+            if self.cache.get(key) is not None:
+                self.cache[key] = self.cache[key][:, :, :n]
+
+    def _to_target(self, hidden) -> int:
+        i = int(self.m.draft_logits(hidden[0, -1]).argmax())
+        return i + int(self.m.d2t[i])
+
+    @torch.no_grad()
+    def start(self, ids, out):
+        self.cache = {}
+        n = out.final_hidden.shape[1]
+        tokens = torch.tensor([ids[1: n + 1]], device=self.m.fc.weight.device)
+        self.last = self.m.extend(self._features(out), tokens, 0, self.cache)[:, -1:]
+        self.n_real = n
+
+    @torch.no_grad()
+    def propose(self, ids):
+        self._crop(self.n_real)
+        hidden = self.last
+        drafts = [self._to_target(hidden)]
+        for j in range(1, self.k):
+            tok = torch.tensor([[drafts[-1]]], device=hidden.device)
+            hidden = self.m.extend(hidden, tok, self.n_real - 1 + j, self.cache)
+            drafts.append(self._to_target(hidden))
+        return drafts
+
+    @torch.no_grad()
+    def accept(self, ids, n_new, out):
+        self._crop(self.n_real)
+        n = out.final_hidden.shape[1]
+        start = self.n_real
+        tokens = torch.tensor([ids[start + 1: start + n + 1]], device=self.m.fc.weight.device)
+        if tokens.shape[1] < n:  # generation stopped early (EOS / budget): nothing to draft
+            return
+        self.last = self.m.extend(self._features(out), tokens, start, self.cache)[:, -1:]
+        self.n_real += n

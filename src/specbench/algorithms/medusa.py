@@ -120,6 +120,10 @@ class Medusa(nn.Module):
         proj = 2 * h * v * (2 if self.shared else 3)  # no weight grad when shared
         return blocks + proj
 
+    def proposer(self, num_draft: int | None = None):
+        """Chain drafting for the lossless decoder: the top-1 token of each head."""
+        return MedusaChain(self, num_draft or self.num_heads)
+
     # ------------------------------------------------------------------------ the model
     def head_logits(self, k: int, hidden: torch.Tensor) -> torch.Tensor:
         z = self.blocks[k](hidden)
@@ -179,3 +183,25 @@ class Medusa(nn.Module):
         tokens = batch["attention_mask"].sum() if "attention_mask" in batch else ids.numel()
         counters["draft_flops"] = (torch.tensor(flops), torch.as_tensor(tokens).float())
         return total, counters
+
+
+class MedusaChain:
+    """Heads read the target's last hidden state at the last verified position t; the pending
+    token is x_{t+1}, so head k proposes x_{t+2+k}."""
+
+    name = "medusa_chain"
+
+    def __init__(self, medusa: Medusa, num_draft: int):
+        self.m, self.k = medusa, min(num_draft, medusa.num_heads)
+
+    def start(self, ids, out):
+        self.h = out.final_hidden[0, -1]
+
+    @torch.no_grad()
+    def propose(self, ids):
+        w = next(self.m.parameters())
+        h = self.h.to(w.dtype)
+        return [int(self.m.head_logits(k, h).argmax()) for k in range(self.k)]
+
+    def accept(self, ids, n_new, out):
+        self.h = out.final_hidden[0, -1]

@@ -1,0 +1,116 @@
+"""The lossless decoder: every proposer reproduces plain greedy decoding token for token, and
+EAGLE-3's inference path computes what training-time test trained."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from specbench.algorithms.eagle3 import Eagle3, Eagle3Config
+from specbench.algorithms.medusa import Medusa, MedusaConfig
+from specbench.config import compose
+from specbench.decoding import Autoregressive, PromptLookup, speculative_generate
+from specbench.target import FeatureSpec, load_target
+
+
+class Oracle:
+    """Proposes the true continuation with every third draft token corrupted: exercises
+    multi-token acceptance, rejection in the middle, and cache cropping."""
+
+    name = "oracle"
+
+    def __init__(self, reference, prompt_len, k=5):
+        self.ref, self.p, self.k = reference, prompt_len, k
+
+    def start(self, ids, out):
+        pass
+
+    def propose(self, ids):
+        pos = len(ids) - self.p
+        out = list(self.ref[pos: pos + self.k])
+        for i in range(2, len(out), 3):
+            out[i] = (out[i] + 1) % 256
+        return out
+
+    def accept(self, ids, n_new, out):
+        pass
+
+
+def greedy_reference(target, prompt, n):
+    out = target.model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False,
+                                min_new_tokens=n, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+def drafts(target):
+    torch.manual_seed(0)
+    medusa = Medusa(OmegaConf.structured(MedusaConfig(num_heads=3)), 64, 320,
+                    target.lm_head.weight)
+    eagle = Eagle3(OmegaConf.structured(Eagle3Config(ttt_length=4, aux_layers=[0, 1, 3])),
+                   target.config, target.embed_tokens.weight, target.lm_head.weight,
+                   torch.arange(320))
+    with torch.no_grad():
+        for p in list(medusa.parameters()) + list(eagle.parameters()):
+            p.add_(0.05 * torch.randn_like(p))
+    return medusa.eval(), eagle.eval()
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
+def test_every_proposer_is_exact(model):
+    target = load_target(compose([f"model={model}"]).model)
+    medusa, eagle = drafts(target)
+    g = torch.Generator().manual_seed(1)
+    for trial in range(3):
+        prompt = torch.randint(0, 256, (7 + trial,), generator=g).tolist()
+        ref = greedy_reference(target, prompt, 40)
+        proposers = [Autoregressive(), PromptLookup(), Oracle(ref, len(prompt)),
+                     medusa.proposer(), eagle.proposer()]
+        for prop in proposers:
+            res = speculative_generate(target, prop, prompt, 40, eos_ids=set())
+            assert res.tokens == ref, (model, prop.name, trial)
+            assert res.target_forwards == len(res.accepted)
+            assert sum(res.accepted) + len(res.accepted) + 1 >= len(res.tokens)
+        ar = speculative_generate(target, Autoregressive(), prompt, 40, set())
+        assert ar.target_forwards == 39 and ar.tau == pytest.approx(40 / 39)
+        oracle = speculative_generate(target, Oracle(ref, len(prompt)), prompt, 40, set())
+        assert max(oracle.accepted) == 2 and oracle.tau > 2.0
+
+
+def test_stops_at_eos_and_budget():
+    target = load_target(compose(["model=tiny-llama"]).model)
+    prompt = list(range(10, 20))
+    ref = greedy_reference(target, prompt, 30)
+    eos = ref[12]
+    res = speculative_generate(target, Oracle(ref, len(prompt)), prompt, 30, eos_ids={eos})
+    assert res.tokens == ref[: ref.index(eos) + 1]
+    res = speculative_generate(target, Oracle(ref, len(prompt)), prompt, 9, eos_ids=set())
+    assert res.tokens == ref[:9]
+
+
+def test_prompt_lookup_proposes_what_followed_the_last_ngram():
+    pl = PromptLookup(max_ngram=3, num_draft=4)
+    assert pl.propose([1, 2, 3, 4, 5, 9, 2, 3]) == [4, 5, 9, 2]
+    assert pl.propose([7, 8, 9]) == []
+    assert pl.propose([5, 1, 5]) == [1, 5]
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
+def test_eagle3_inference_matches_training_time_test(model):
+    """Chain drafting from real position t with the true next tokens equals TTT step k at t."""
+    target = load_target(compose([f"model={model}"]).model)
+    _, eagle = drafts(target)
+    ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(2))
+    feats = target.features(ids, torch.ones_like(ids),
+                            FeatureSpec(layers=tuple(eagle.aux_layers), final_hidden=True))
+    aux = [feats.layers[i] for i in eagle.aux_layers]
+    with torch.no_grad():
+        train_steps = eagle.ttt_forward(aux, ids)
+        hidden0 = eagle.fc(torch.cat(aux, -1))
+        for t in (3, 6):
+            cache = {}
+            h = eagle.extend(hidden0[:, : t + 1], ids[:, 1: t + 2], 0, cache)[:, -1:]
+            torch.testing.assert_close(h[0, 0], train_steps[0][0, t], rtol=1e-5, atol=1e-5)
+            for k in range(1, eagle.ttt_length):
+                h = eagle.extend(h, ids[:, t + 1 + k: t + 2 + k], t + k, cache)
+                torch.testing.assert_close(h[0, 0], train_steps[k][0, t], rtol=1e-5, atol=1e-5)
