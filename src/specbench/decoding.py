@@ -35,7 +35,7 @@ class VerifyOutput:
 @dataclass
 class GenerationResult:
     tokens: list[int]  # generated tokens (prompt excluded)
-    target_forwards: int  # verify forwards after the prefill
+    target_forwards: int  # target forwards, the prefill included (so greedy has tau = 1)
     accepted: list[int] = field(default_factory=list)  # draft tokens accepted per step
     draft_time_s: float = 0.0
     total_time_s: float = 0.0
@@ -107,7 +107,7 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
     out = _target_forward(model, prompt, cache, 0)
     ids = list(prompt_ids) + [int(out.logits[0, -1].argmax())]
     proposer.start(ids, VerifyOutput(out.hidden_states))
-    result = GenerationResult(tokens=[ids[-1]], target_forwards=0)
+    result = GenerationResult(tokens=[ids[-1]], target_forwards=1)  # the prefill counts
     draft_time = 0.0
     while len(result.tokens) < max_new_tokens and ids[-1] not in eos_ids:
         t_draft = time.perf_counter()

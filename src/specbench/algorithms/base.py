@@ -17,6 +17,8 @@ An algorithm is an ``nn.Module`` class with:
   trainer sums into the run's training FLOPs and the benchmark turns into a FLOP rate;
 - ``trainable_state_dict()`` / ``load_trainable_state_dict(sd)``: exactly the trained tensors
   (saved as safetensors; frozen tensors borrowed from the target are not saved);
+- ``from_state(cfg, target, state)``: rebuild a trained draft from its saved tensors;
+- ``proposer(num_draft=None)``: a chain proposer for the lossless decoder (``decoding.py``);
 - optionally ``describe()``: derived facts worth recording in ``summary.json`` (EAGLE-3: the
   draft vocabulary size and coverage, the aux layers, the derived draft config).
 """
@@ -49,6 +51,11 @@ class DraftAlgorithm(Protocol):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]: ...
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+    @classmethod
+    def from_state(cls, cfg, target, state: dict[str, torch.Tensor]) -> DraftAlgorithm: ...
+
+    def proposer(self, num_draft: int | None = None): ...
 
 
 

@@ -292,6 +292,14 @@ class Eagle3(nn.Module):
         return cls(cfg, target.config, target.embed_tokens.weight, target.lm_head.weight,
                    vocab.draft_ids, vocab.coverage)
 
+    @classmethod
+    def from_state(cls, cfg, target, state: dict) -> Eagle3:
+        """A trained draft from its saved tensors; the draft vocab comes from its d2t."""
+        draft_ids = state["d2t"] + torch.arange(state["d2t"].numel())
+        m = cls(cfg, target.config, target.embed_tokens.weight, target.lm_head.weight, draft_ids)
+        m.load_trainable_state_dict(state)
+        return m
+
     def describe(self) -> dict:
         return {"draft_vocab_size": int(self.d2t.numel()), "draft_vocab_coverage": self.coverage,
                 "aux_layers": self.aux_layers, "attention": self.resolved_attention(),

@@ -107,6 +107,13 @@ class Medusa(nn.Module):
         return cls(cfg, target.config.hidden_size, target.config.vocab_size,
                    target.lm_head.weight)
 
+    @classmethod
+    def from_state(cls, cfg, target, state: dict) -> Medusa:
+        """A trained draft from its saved tensors (evaluation, export checks)."""
+        m = cls.build(cfg, target)
+        m.load_trainable_state_dict(state)
+        return m
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items()}
 
