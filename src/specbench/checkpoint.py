@@ -15,6 +15,7 @@ import os
 import random
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -55,21 +56,17 @@ def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | 
               metadata={k: str(v) for k, v in (metadata or {}).items()})
 
 
-def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, scheduler,
-                    progress: dict, keep: int = 2) -> Path:
-    root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{final.name}-"))
+@contextmanager
+def staged_dir(final: Path):
+    """Yield a temporary directory beside ``final``; when the block succeeds it replaces
+    ``final`` (an existing one only once the new copy is whole); on failure it is removed and
+    ``final`` is untouched."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
     try:
-        save_weights(tmp / "draft.safetensors", draft_state,
-                     {"step": step, **{k: progress[k] for k in ("algorithm", "fingerprint")
-                                       if k in progress}})
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state()}, tmp / "trainer_state.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **progress}, indent=2))
-        if final.exists():  # same step written again: swap only once the new copy is whole
-            old = root / f".old-{final.name}"
+        yield tmp
+        if final.exists():
+            old = final.with_name(f".old-{final.name}")
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -78,6 +75,19 @@ def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, sche
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, scheduler,
+                    progress: dict, keep: int = 2) -> Path:
+    root = run_dir / "checkpoints"
+    final = root / f"step-{step:07d}"
+    with staged_dir(final) as tmp:
+        save_weights(tmp / "draft.safetensors", draft_state,
+                     {"step": step, **{k: progress[k] for k in ("algorithm", "fingerprint")
+                                       if k in progress}})
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": rng_state()}, tmp / "trainer_state.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, **progress}, indent=2))
     _atomic_write_text(root / "latest", final.name + "\n")
     for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)

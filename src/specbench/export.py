@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
-from specbench.checkpoint import latest_checkpoint
+from specbench.checkpoint import latest_checkpoint, staged_dir
 from specbench.errors import UserError
 
 FORMATS = ("vllm", "sglang")
@@ -109,21 +106,9 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None,
     dest = Path(out) if out else run_dir / f"export-{fmt}"
     if dest.exists() and not force:
         raise UserError(f"{dest} already exists; pass --force to replace it, or --out DIR.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
+    with staged_dir(dest) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
