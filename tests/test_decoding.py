@@ -133,10 +133,70 @@ def test_evaluate_a_trained_run(tmp_path, conv_file, algorithm):
     on_disk = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert on_disk["settings"]["num_prompts"] == 3 and len(on_disk["per_prompt"]) == 3
     overall = result["overall"]
-    assert set(overall) == {"autoregressive", "prompt_lookup", f"{algorithm}_chain"}
+    assert set(overall) == {"autoregressive", "prompt_lookup", f"{algorithm}_chain"} | (
+        {"medusa_tree"} if algorithm == "medusa" else set())
     assert all(m["exact"] for m in overall.values())
     assert overall["autoregressive"]["tau"] == 1.0 and overall["autoregressive"]["speedup"] == 1.0
     assert overall[f"{algorithm}_chain"]["tau"] >= 1.0
     assert set(result["per_category"]) <= {"writing", "roleplay", "reasoning", "math", "coding",
                                            "extraction", "stem", "humanities", "everyday",
                                            "summarization"}
+
+
+def test_tree_verify_logits_equal_sequential_decoding_of_each_path():
+    from transformers import DynamicCache
+
+    from specbench.decoding import Tree, _target_forward, tree_attention_mask
+
+    target = load_target(compose(["model=tiny-qwen2"]).model)
+    model = target.model
+    prefix = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(4))
+    tree = Tree([11, 12, 13, 14, 15, 16], [-1, -1, 0, 0, 2, 1])  # paths up to depth 3
+    cache = DynamicCache()
+    model(input_ids=prefix[:, :-1], past_key_values=cache, use_cache=True)
+    n = prefix.shape[1] - 1
+    inputs = torch.tensor([[int(prefix[0, -1]), *tree.tokens]])
+    pos = n + torch.tensor([[0, *tree.depths()]])
+    out = _target_forward(model, inputs, cache, pos, tree_attention_mask(tree, n, torch.float32))
+    for node in range(len(tree.tokens)):
+        path, p = [], node
+        while p >= 0:
+            path.insert(0, tree.tokens[p])
+            p = tree.parents[p]
+        with torch.no_grad():
+            seq = model(input_ids=torch.cat([prefix, torch.tensor([path])], 1)).logits
+        torch.testing.assert_close(out.logits[0, node + 1], seq[0, -1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.logits[0, 0], model(input_ids=prefix).logits[0, -1],
+                               rtol=1e-5, atol=1e-5)
+
+
+class OracleTree(Oracle):
+    """The true continuation as one branch among decoys, shuffled in BFS order."""
+
+    def propose(self, ids):
+        from specbench.decoding import Tree
+
+        pos = len(ids) - self.p
+        truth = list(self.ref[pos: pos + 4])
+        tokens, parents, prev = [], [], -1
+        for d, tok in enumerate(truth):
+            tokens += [(tok + 7) % 256, tok if d != 2 else (tok + 1) % 256]
+            parents += [prev, prev]
+            prev = len(tokens) - 1
+        return Tree(tokens, parents)
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
+def test_tree_decoding_is_exact(model):
+    from specbench.algorithms.medusa import default_tree
+
+    target = load_target(compose([f"model={model}"]).model)
+    medusa, _ = drafts(target)
+    prompt = list(range(30, 40))
+    ref = greedy_reference(target, prompt, 40)
+    res = speculative_generate(target, OracleTree(ref, len(prompt)), prompt, 40, set())
+    assert res.tokens == ref and max(res.accepted) == 2
+    res = speculative_generate(target, medusa.proposer(tree=True), prompt, 40, set())
+    assert res.tokens == ref
+    tree = default_tree(3, size=32)
+    assert len(tree) == 32 and all(c[:-1] in tree for c in tree if len(c) > 1)

@@ -1,13 +1,14 @@
 """One lossless speculative decoder (temperature 0) that measures every proposer the same way.
 
 State: ``ids`` holds every token so far; the target's KV cache covers ``ids[:-1]`` and the last
-token is pending. One step: the proposer drafts k tokens; a single target forward over
-[last token, draft...] gives the target's greedy choice after each prefix; the longest matching
-prefix is accepted plus the target's own next token (the bonus), and the cache is cropped to
-exactly the accepted positions. The output is therefore the target's greedy output,
+token is pending. One step: the proposer drafts a chain or a tree of tokens; a single target forward over
+[last token, draft...] (a tree gets an ancestor-only 4D attention mask and depth-based position
+ids) gives the target's greedy choice after each node; the longest path whose tokens match is
+accepted plus the target's own next token (the bonus), and the cache keeps exactly the accepted
+positions. The output is therefore the target's greedy output,
 token for token; ``speculative_generate`` counts target forwards, so tau = new tokens / forwards.
 
-Proposers implement ``start(ids, out)``, ``propose(ids) -> list[int]`` and
+Proposers implement ``start(ids, out)``, ``propose(ids) -> list[int] | Tree`` and
 ``accept(ids, n_new, out)``, where ``out`` is the verify forward's ``VerifyOutput`` restricted to
 the newly accepted positions.
 """
@@ -86,12 +87,66 @@ class PromptLookup:
         pass
 
 
-def _target_forward(model, input_ids, cache, position_start: int):
-    positions = torch.arange(position_start, position_start + input_ids.shape[1],
-                             device=input_ids.device)[None]
-    out = model(input_ids=input_ids, past_key_values=cache, use_cache=True,
-                position_ids=positions, output_hidden_states=True)
-    return out
+@dataclass
+class Tree:
+    """A draft tree: ``tokens[i]`` hangs under ``parents[i]`` (-1: under the pending last
+    token; otherwise an earlier index). A chain is the tree with parents [-1, 0, 1, ...]."""
+
+    tokens: list[int]
+    parents: list[int]
+
+    @classmethod
+    def chain(cls, tokens) -> Tree:
+        return cls(list(tokens), list(range(-1, len(tokens) - 1)))
+
+    def is_chain(self) -> bool:
+        return self.parents == list(range(-1, len(self.tokens) - 1))
+
+    def depths(self) -> list[int]:
+        d = []
+        for p in self.parents:
+            d.append(1 if p < 0 else d[p] + 1)
+        return d
+
+    def ancestor_mask(self) -> torch.Tensor:
+        """[n+1, n+1] bool over [root, nodes...]: each entry sees itself and its ancestors."""
+        n = len(self.tokens)
+        m = torch.zeros(n + 1, n + 1, dtype=torch.bool)
+        m[:, 0] = True
+        for i, p in enumerate(self.parents):
+            m[i + 1, i + 1] = True
+            if p >= 0:
+                m[i + 1] |= m[p + 1]
+        return m
+
+
+def _target_forward(model, input_ids, cache, position_ids, attention_mask=None):
+    return model(input_ids=input_ids, past_key_values=cache, use_cache=True,
+                 position_ids=position_ids, attention_mask=attention_mask,
+                 output_hidden_states=True)
+
+
+def tree_attention_mask(tree: Tree, n_cached: int, dtype) -> torch.Tensor:
+    """The 4D additive mask [1, 1, n+1, n_cached+n+1]: every cached position, plus ancestors."""
+    allowed = torch.cat([torch.ones(len(tree.tokens) + 1, n_cached, dtype=torch.bool),
+                         tree.ancestor_mask()], dim=1)
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask[~allowed] = torch.finfo(dtype).min
+    return mask[None, None]
+
+
+def keep_cache_positions(cache, n_cached: int, keep: list[int]) -> None:
+    """Keep the first ``n_cached`` entries plus the new entries at offsets ``keep``."""
+    total = cache.get_seq_length()
+    if keep == list(range(len(keep))):
+        extra = total - n_cached - len(keep)
+        if extra:
+            cache.crop(-extra)
+        return
+    index = torch.tensor(list(range(n_cached)) + [n_cached + k for k in keep])
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(2, index.to(layer.keys.device))
+        layer.values = layer.values.index_select(2, index.to(layer.values.device))
 
 
 @torch.no_grad()
@@ -104,28 +159,45 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
     t0 = time.perf_counter()
     cache = DynamicCache()
     prompt = torch.tensor([prompt_ids], device=device)
-    out = _target_forward(model, prompt, cache, 0)
+    out = _target_forward(model, prompt, cache, torch.arange(len(prompt_ids), device=device)[None])
     ids = list(prompt_ids) + [int(out.logits[0, -1].argmax())]
     proposer.start(ids, VerifyOutput(out.hidden_states))
     result = GenerationResult(tokens=[ids[-1]], target_forwards=1)  # the prefill counts
     draft_time = 0.0
     while len(result.tokens) < max_new_tokens and ids[-1] not in eos_ids:
         t_draft = time.perf_counter()
-        draft = [int(t) for t in proposer.propose(ids)]
-        draft = draft[: max_new_tokens - len(result.tokens)]
+        draft = proposer.propose(ids)
+        tree = draft if isinstance(draft, Tree) else Tree.chain([int(t) for t in draft])
+        if len(tree.tokens) > max_new_tokens - len(result.tokens):  # never draft past the budget
+            depth = max_new_tokens - len(result.tokens)
+            keep_nodes = [i for i, d in enumerate(tree.depths()) if d <= depth]
+            remap = {old: new for new, old in enumerate(keep_nodes)}
+            tree = Tree([tree.tokens[i] for i in keep_nodes],
+                        [remap.get(tree.parents[i], -1) for i in keep_nodes])
         draft_time += time.perf_counter() - t_draft
         n_cached = len(ids) - 1
-        inputs = torch.tensor([[ids[-1], *draft]], device=device)
-        out = _target_forward(model, inputs, cache, n_cached)
+        inputs = torch.tensor([[ids[-1], *tree.tokens]], device=device)
+        positions = n_cached + torch.tensor([[0, *tree.depths()]], device=device)
+        mask = None if tree.is_chain() else tree_attention_mask(
+            tree, n_cached, model.dtype).to(device)
+        out = _target_forward(model, inputs, cache, positions, mask)
         result.target_forwards += 1
         greedy = out.logits[0].argmax(-1).tolist()
-        m = 0
-        while m < len(draft) and draft[m] == greedy[m]:
-            m += 1
-        new = draft[:m] + [greedy[m]]
-        extra = len(draft) - m  # keep the last token and the m accepted drafts
-        if extra:
-            cache.crop(-extra)
+        children: dict[int, list[int]] = {}
+        for i, p in enumerate(tree.parents):
+            children.setdefault(p + 1, []).append(i + 1)
+        path, cur = [], 0  # indices into [root, nodes...]
+        while True:
+            nxt = next((c for c in children.get(cur, []) if tree.tokens[c - 1] == greedy[cur]),
+                       None)
+            if nxt is None:
+                break
+            path.append(nxt)
+            cur = nxt
+        m = len(path)
+        new = [tree.tokens[j - 1] for j in path] + [greedy[cur]]
+        keep = [0, *path]
+        keep_cache_positions(cache, n_cached, keep)
         # stop at EOS inside the accepted run
         for i, tok in enumerate(new):
             if tok in eos_ids:
@@ -135,7 +207,8 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
         ids.extend(new)
         result.tokens.extend(new)
         result.accepted.append(m)
-        kept = VerifyOutput(tuple(h[:, : m + 1] for h in out.hidden_states))
+        index = torch.tensor(keep, device=device)
+        kept = VerifyOutput(tuple(h.index_select(1, index) for h in out.hidden_states))
         t_draft = time.perf_counter()
         proposer.accept(ids, len(new), kept)
         draft_time += time.perf_counter() - t_draft
