@@ -110,3 +110,29 @@ def test_training_improves_the_draft(tmp_path, conv_file):
     train(compose(over), tmp_path / "run")
     curve = losses(tmp_path / "run")
     assert sum(curve[-5:]) / 5 < 0.8 * sum(curve[:5]) / 5
+
+
+def test_fp32_training_on_a_bf16_target(tmp_path, conv_file):
+    over = tiny_overrides(conv_file, **{"model.dtype": "bfloat16", "trainer.max_steps": 2})
+    for algo in ("medusa", "eagle3"):
+        extra = ["algorithm.draft_vocab_size=64"] if algo == "eagle3" else []
+        s = train(compose(over + [f"algorithm={algo}", *extra]), tmp_path / algo)
+        assert s["status"] == "completed"
+
+
+def test_resume_guards(tmp_path, conv_file):
+    over = tiny_overrides(conv_file, **{"trainer.max_steps": 4})
+    train(compose(over), tmp_path / "run", stop_after_steps=2)
+    with pytest.raises(UserError, match=r"algorithm.num_heads: checkpoint 4, now 3"):
+        train(compose(over + ["trainer.resume=true", "algorithm.num_heads=3"]), tmp_path / "run")
+    train(compose(over + ["trainer.resume=true"]), tmp_path / "run")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4]
+    with pytest.raises(UserError, match="already completed all 4 steps"):
+        train(compose(over + ["trainer.resume=true"]), tmp_path / "run")
+
+
+@pytest.mark.parametrize("key", ["eval_every", "micro_batch_size", "log_every"])
+def test_zero_counts_are_clear_errors(tmp_path, conv_file, key):
+    with pytest.raises(UserError, match=f"trainer.{key}=0 must be at least 1"):
+        train(compose(tiny_overrides(conv_file, **{f"trainer.{key}": 0})), tmp_path / "run")

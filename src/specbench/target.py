@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from specbench.config import enum_value
 from specbench.errors import UserError
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -35,6 +36,10 @@ class FeatureSpec:
 class Features:
     final_hidden: torch.Tensor | None  # [B, L, H], after the final norm
     layers: dict[int, torch.Tensor] = field(default_factory=dict)  # layer index -> [B, L, H]
+
+    def to(self, dtype: torch.dtype) -> Features:
+        return Features(None if self.final_hidden is None else self.final_hidden.to(dtype),
+                        {i: t.to(dtype) for i, t in self.layers.items()})
 
 
 class Target:
@@ -248,8 +253,8 @@ def _from_pretrained(model_cfg, location: str, dtype, kwargs: dict, remote: bool
 
 def load_target(model_cfg, seed: int = 0, device: str | torch.device = "cpu") -> Target:
     """Load the target described by a ``ModelConfig`` and check its architecture facts."""
-    dtype = TORCH_DTYPES[str(getattr(model_cfg.dtype, "value", model_cfg.dtype))]
-    source = str(getattr(model_cfg.source, "value", model_cfg.source))
+    dtype = TORCH_DTYPES[enum_value(model_cfg.dtype)]
+    source = enum_value(model_cfg.source)
     if source == "random":
         model, tokenizer = _random_model(model_cfg.arch, dtype, seed)
     else:

@@ -13,17 +13,26 @@ import warnings
 from pathlib import Path
 
 from specbench.checkpoint import write_json
+from specbench.config import enum_value
 from specbench.fairness import flatten
 
 
 class RunTracker:
     def __init__(self, run_dir: Path, tracker_cfg, config: dict, fingerprint: str,
-                 algorithm: str, resume_id: str | None = None):
+                 algorithm: str, resume_id: str | None = None, resume_step: int = 0,
+                 enabled: bool = True):
+        """``enabled=False`` (non-main ranks) writes nothing. On resume, metrics rows logged
+        after the checkpoint's step are dropped: those steps are trained again."""
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.enabled = enabled
         self.wandb_run = None
-        self.wandb_info: dict = {"mode": str(getattr(tracker_cfg.mode, "value", tracker_cfg.mode))}
-        if self.wandb_info["mode"] == "disabled":
+        self.wandb_info: dict = {"mode": enum_value(tracker_cfg.mode)}
+        if enabled and resume_step and self.metrics_path.is_file():
+            rows = [x for x in self.metrics_path.read_text().splitlines()
+                    if x.strip() and json.loads(x)["step"] <= resume_step]
+            self.metrics_path.write_text("".join(r + "\n" for r in rows))
+        if self.wandb_info["mode"] == "disabled" or not enabled:
             return
         try:
             os.environ.setdefault("WANDB_SILENT", "true")
@@ -49,6 +58,8 @@ class RunTracker:
             self.wandb_info["error"] = f"{type(err).__name__}: {err}"
 
     def log(self, metrics: dict, step: int) -> None:
+        if not self.enabled:
+            return
         row = {"step": step, **metrics}
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -59,6 +70,8 @@ class RunTracker:
                 warnings.warn(f"W&B log failed ({err}); local files continue.", stacklevel=2)
 
     def write_summary(self, summary: dict) -> None:
+        if not self.enabled:
+            return
         write_json(self.run_dir / "summary.json", summary)
         if self.wandb_run is not None:
             try:

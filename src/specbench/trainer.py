@@ -9,6 +9,7 @@ its last checkpoint ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import time
@@ -28,14 +29,11 @@ from specbench.checkpoint import (
     set_rng_state,
     write_json,
 )
+from specbench.config import enum_value
 from specbench.data import build_dataset, collate, epoch_order
 from specbench.errors import UserError
 from specbench.target import forward_flops_per_token, load_target
 from specbench.tracking import RunTracker
-
-
-def _value(x) -> str:
-    return str(getattr(x, "value", x))
 
 
 class CounterBank:
@@ -85,6 +83,15 @@ def make_optimizer(params, tcfg) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, **kwargs)
 
 
+def to_fp32_params(module: torch.nn.Module, device) -> torch.nn.Module:
+    """Move a draft to ``device`` with fp32 master parameters; frozen buffers borrowed from the
+    target (lm_head, embedding) keep the target's dtype instead of becoming fp32 copies."""
+    module.to(device)
+    for p in module.parameters():
+        p.data = p.data.float()
+    return module
+
+
 def lr_lambda(warmup: int, total: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -97,22 +104,23 @@ def lr_lambda(warmup: int, total: int):
 def _make_accelerator(trainer_cfg):
     from accelerate import Accelerator
 
-    device = trainer_cfg.device
-    if device not in ("auto", "cpu", "cuda"):
-        raise UserError(f"trainer.device={device!r}: choose auto, cpu or cuda.")
+    device = enum_value(trainer_cfg.device)
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("trainer.device=cuda but no CUDA device is visible; use trainer.device="
                         "auto or cpu.")
-    return Accelerator(mixed_precision=_value(trainer_cfg.precision), cpu=device == "cpu")
+    return Accelerator(mixed_precision=enum_value(trainer_cfg.precision), cpu=device == "cpu")
 
 
-def _run_eval(draft, target, spec, rows, micro, pad_id, device, accelerator) -> dict:
+def _run_eval(draft, target, spec, rows, micro, pad_id, device, accelerator,
+              autocast: bool) -> dict:
     bank, loss_sum, n = CounterBank(), 0.0, 0
     draft.eval()
     with torch.no_grad():
         for i in range(0, len(rows), micro):
             batch = {k: v.to(device) for k, v in collate(rows[i: i + micro], pad_id).items()}
             feats = target.features(batch["input_ids"], batch["attention_mask"], spec)
+            if not autocast:
+                feats = feats.to(torch.float32)
             with accelerator.autocast():
                 loss, counters = draft.loss(feats, batch)
             bank.add(counters)
@@ -132,6 +140,11 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tcfg = cfg.trainer
+    for key in ("micro_batch_size", "grad_accum", "epochs", "max_length", "log_every",
+                "eval_every"):
+        if tcfg[key] < 1:
+            raise UserError(f"trainer.{key}={tcfg[key]} must be at least 1 (use a large "
+                            f"trainer.eval_every to evaluate only at the end).")
     algo_cls = get_algorithm(cfg.algorithm.name)
     previous = latest_checkpoint(run_dir)
     if previous is not None and not tcfg.resume:
@@ -149,13 +162,12 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
     torch.manual_seed(tcfg.seed)
     target = load_target(cfg.model, seed=tcfg.seed, device=device)
     dataset = build_dataset(cfg.data, target.tokenizer, tcfg.max_length)
-    fp = fairness.fingerprint(cfg, dataset.conversations.sha256)
+    accum = fairness.resolve_grad_accum(tcfg, world)
+    global_bs = fairness.global_batch(tcfg.micro_batch_size, accum, world)
+    fp = fairness.fingerprint(cfg, dataset.conversations.sha256, world_size=world)
     if accelerator.is_main_process:
         print(fairness.parameter_tables(cfg, fp))
         print(f"[specbench] fingerprint {fp}  run dir {run_dir}")
-
-    accum = fairness.resolve_grad_accum(tcfg, world)
-    global_bs = fairness.global_batch(tcfg.micro_batch_size, accum, world)
     n_train = len(dataset.train)
     steps_per_epoch = math.ceil(n_train / global_bs)
     total_steps = fairness.expected_steps(n_train, global_bs, tcfg.epochs, tcfg.max_steps)
@@ -163,12 +175,16 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
 
     torch.manual_seed(tcfg.seed)
     spec = algo_cls.feature_spec(cfg.algorithm, target.config)
-    draft = algo_cls.build(cfg.algorithm, target, dataset).to(device=device, dtype=torch.float32)
+    draft = to_fp32_params(algo_cls.build(cfg.algorithm, target, dataset), device)
     params = [p for p in draft.parameters() if p.requires_grad]
+    if not params:
+        raise UserError(f"algorithm={cfg.algorithm.name} with these settings has no trainable "
+                        "parameters; change the algorithm settings (e.g. algorithm.num_layers).")
     n_params = sum(p.numel() for p in params)
     optimizer = make_optimizer(params, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total_steps))
     model = draft
+    autocast = enum_value(tcfg.precision) != "no"
     # The loss goes through forward() so that a distributed wrapper (DDP) syncs gradients.
     draft, optimizer = accelerator.prepare(_LossForward(model), optimizer)
 
@@ -176,7 +192,9 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
         write_json(run_dir / "draft_config.json", model.serving_config())
 
     progress = {"epoch": 0, "step_in_epoch": 0, "tokens": 0, "loss_tokens": 0,
-                "train_time_s": 0.0, "draft_flops": 0.0, "target_flops": 0.0, "fingerprint": fp, "algorithm": cfg.algorithm.name}
+                "train_time_s": 0.0, "draft_flops": 0.0, "target_flops": 0.0, "fingerprint": fp,
+                "algorithm": cfg.algorithm.name,
+                "algorithm_config": fairness.algorithm_variables(cfg)}
     step = 0
     if tcfg.resume:
         weights, state, saved = load_checkpoint(previous)
@@ -184,6 +202,15 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
             raise UserError(f"Cannot resume {run_dir}: its fingerprint {saved.get('fingerprint')}"
                             f" differs from this config's {fp}, so the controlled settings "
                             "changed. Resume with the original settings, or start a new run.")
+        if saved.get("algorithm_config") != progress["algorithm_config"]:
+            theirs, ours = saved.get("algorithm_config") or {}, progress["algorithm_config"]
+            diff = [f"algorithm.{k}: checkpoint {theirs.get(k)!r}, now {ours.get(k)!r}"
+                    for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+            raise UserError(f"Cannot resume {run_dir} with different algorithm settings ("
+                            + "; ".join(diff) + "). Pass the original algorithm settings.")
+        if saved.get("step") == total_steps:
+            raise UserError(f"{run_dir} already completed all {total_steps} steps; nothing to "
+                            "resume. Start a new run (or raise trainer.epochs in a new run).")
         model.load_trainable_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -194,7 +221,8 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
 
     resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     tracker = RunTracker(run_dir, cfg.tracker, resolved, fp, cfg.algorithm.name,
-                         resume_id=progress.get("wandb_id"))
+                         resume_id=progress.get("wandb_id"), resume_step=step,
+                         enabled=accelerator.is_main_process)
     progress["wandb_id"] = tracker.wandb_info.get("run_id")
     pad_id = target.tokenizer.pad_token_id
     status, error = "running", None
@@ -203,8 +231,12 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
     eval_metrics: dict = {}
 
     def checkpoint() -> Path:
-        return save_checkpoint(run_dir, step, model.trainable_state_dict(), optimizer,
-                               scheduler, progress, keep=tcfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_checkpoint(run_dir, step, model.trainable_state_dict(), optimizer, scheduler,
+                            progress, keep=tcfg.keep_checkpoints)
+        accelerator.wait_for_everyone()
+        return run_dir / "checkpoints" / f"step-{step:07d}"
 
     try:
         from tqdm import tqdm
@@ -222,24 +254,44 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
                 if step >= total_steps:
                     break
                 t_step = time.time()
-                mine = groups[s][rank::world]
-                step_loss = 0.0
-                for idx in mine:
-                    batch = collate([dataset.train[i] for i in idx], pad_id)
+                group = groups[s]
+                mine = group[rank::world]
+                # Every rank runs the same number of passes (DDP needs it): short ranks repeat a
+                # batch with weight 0. DDP averages over ranks, hence world / len(group).
+                slots = mine + [None] * (math.ceil(len(group) / world) - len(mine))
+                step_loss, counts = 0.0, torch.zeros(4, dtype=torch.float64)
+                for j, idx in enumerate(slots):
+                    real = idx is not None
+                    batch = collate([dataset.train[i] for i in (idx if real else group[0])],
+                                    pad_id)
                     batch = {k: v.to(device) for k, v in batch.items()}
                     feats = target.features(batch["input_ids"], batch["attention_mask"], spec)
-                    with accelerator.autocast():
-                        loss, counters = draft(feats, batch)
-                    accelerator.backward(loss / len(mine))
+                    if not autocast:
+                        feats = feats.to(torch.float32)
+                    last = j == len(slots) - 1
+                    with (contextlib.nullcontext() if last or world == 1
+                          else accelerator.no_sync(draft)):
+                        with accelerator.autocast():
+                            loss, counters = draft(feats, batch)
+                        accelerator.backward(loss * (world / len(group) if real else 0.0))
+                    if not real:
+                        continue
                     step_loss += float(loss.detach()) / len(mine)
                     window.add(counters)
                     ntok = int(batch["attention_mask"].sum())
-                    progress["draft_flops"] += float(counters["draft_flops"][0]) * world
-                    progress["target_flops"] += ntok * world * forward_flops_per_token(
-                        target.config, batch["input_ids"].shape[1] / 2)
-                    progress["tokens"] += ntok * world
-                    progress["loss_tokens"] += int(batch["loss_mask"].sum()) * world
-                    tok_window += ntok * world
+                    counts += torch.tensor([
+                        ntok, int(batch["loss_mask"].sum()), float(counters["draft_flops"][0]),
+                        ntok * forward_flops_per_token(target.config,
+                                                       batch["input_ids"].shape[1] / 2)],
+                        dtype=torch.float64)
+                if world > 1:
+                    counts = accelerator.reduce(counts.to(device), "sum").cpu()
+                ntok, nloss, dflops, tflops = counts.tolist()
+                progress["tokens"] += int(ntok)
+                progress["loss_tokens"] += int(nloss)
+                progress["draft_flops"] += dflops
+                progress["target_flops"] += tflops
+                tok_window += int(ntok)
                 grad_norm = accelerator.clip_grad_norm_(params, tcfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -265,13 +317,14 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
                 bar.update(1)
                 if dataset.eval and (step % tcfg.eval_every == 0 or step == total_steps):
                     eval_metrics = _run_eval(model, target, spec, dataset.eval,
-                                             tcfg.micro_batch_size, pad_id, device, accelerator)
+                                             tcfg.micro_batch_size, pad_id, device, accelerator,
+                                             autocast)
                     tracker.log(eval_metrics, step)
-                if tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 \
-                        and step != total_steps:
+                stopping = stop_after_steps is not None and step >= stop_after_steps
+                if stopping or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0
+                                and step != total_steps):
                     checkpoint()
-                if stop_after_steps is not None and step >= stop_after_steps:
-                    checkpoint()
+                if stopping:
                     status = "interrupted"
                     break
             if status == "interrupted":
@@ -282,7 +335,9 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
             progress["step_in_epoch"] = 0
         bar.close()
         if status != "interrupted":
-            publish_weights(checkpoint(), run_dir / "draft.safetensors")
+            final = checkpoint()
+            if accelerator.is_main_process:
+                publish_weights(final, run_dir / "draft.safetensors")
             status = "completed"
     except BaseException as err:
         status, error = "failed", f"{type(err).__name__}: {err}"
@@ -323,8 +378,8 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
                 "top5": _positions(eval_metrics, "eval/top5"),
                 "tau_sim": eval_metrics.get("eval/tau_sim"),
             },
-            "checkpoint": str(latest_checkpoint(run_dir).relative_to(run_dir))
-            if latest_checkpoint(run_dir) else None,
+            "checkpoint": str(ckpt.relative_to(run_dir))
+            if (ckpt := latest_checkpoint(run_dir)) else None,
             "weights": "draft.safetensors" if status == "completed" else None,
             "machine": {"platform": platform.platform(), "device": str(device),
                         "torch": torch.__version__, "cpu_threads": torch.get_num_threads()},

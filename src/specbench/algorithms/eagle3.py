@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specbench.algorithms.draft_vocab import build_draft_vocab
-from specbench.config import AlgorithmConfig
+from specbench.config import AlgorithmConfig, enum_value
 from specbench.errors import UserError
 from specbench.target import FeatureSpec, rope_theta_of
 
@@ -58,9 +58,6 @@ class Eagle3Config(AlgorithmConfig):
     num_attention_heads: int | None = None
     num_key_value_heads: int | None = None
 
-
-def _value(x) -> str:
-    return str(getattr(x, "value", x))
 
 
 def default_aux_layers(num_layers: int) -> list[int]:
@@ -260,7 +257,7 @@ class Eagle3(nn.Module):
         if self.ttt_length < 1:
             raise UserError(f"algorithm.ttt_length must be >= 1 (got {cfg.ttt_length}).")
         self.decay = float(cfg.step_decay)
-        self.attention = _value(cfg.attention)
+        self.attention = enum_value(cfg.attention)
         self.coverage = coverage
         h = c.hidden_size
         self.fc = nn.Linear(3 * h, h, bias=False)
@@ -268,6 +265,7 @@ class Eagle3(nn.Module):
         self.norm = RMSNorm(h, c.rms_norm_eps)
         self.lm_head = nn.Linear(h, c.draft_vocab_size, bias=False)
         self.register_buffer("d2t", draft_ids - torch.arange(len(draft_ids)))
+        self.register_buffer("draft_ids", draft_ids.clone(), persistent=False)
         t2d = torch.zeros(c.vocab_size, dtype=torch.bool)
         t2d[draft_ids] = True
         self.register_buffer("t2d", t2d)
@@ -287,7 +285,9 @@ class Eagle3(nn.Module):
         """``data``: the ChatDataset whose training rows define the draft vocabulary."""
         c = draft_config(cfg, target.config)
         rows = data.train if data is not None else []
-        key = {"model": target.name, "dataset": data.key() if data is not None else None}
+        key = {"model": target.name, "tokenizer": target.tokenizer.name_or_path,
+               "tokenizer_size": len(target.tokenizer),
+               "dataset": data.key() if data is not None else None}
         vocab = build_draft_vocab(rows, target.config.vocab_size, c.draft_vocab_size, key)
         return cls(cfg, target.config, target.embed_tokens.weight, target.lm_head.weight,
                    vocab.draft_ids, vocab.coverage)
@@ -397,7 +397,7 @@ class Eagle3(nn.Module):
         """Target probabilities over the draft vocab [B, L, Vd] and "target argmax is in the
         draft vocab" [B, L], at positions where ``needed`` (zeros elsewhere)."""
         b, length, _ = final_hidden.shape
-        draft_ids = self.d2t + torch.arange(self.d2t.numel(), device=self.d2t.device)
+        draft_ids = self.draft_ids
         probs = final_hidden.new_zeros((b, length, draft_ids.numel()), dtype=torch.float32)
         in_vocab = torch.zeros((b, length), dtype=torch.bool, device=final_hidden.device)
         if needed.any():

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specbench.config import AlgorithmConfig
+from specbench.config import AlgorithmConfig, enum_value
 from specbench.losses import linear_cross_entropy
 from specbench.target import Features, FeatureSpec
 
@@ -43,7 +43,7 @@ class MedusaConfig(AlgorithmConfig):
     name: str = "medusa"
     num_heads: int = 4
     num_layers: int = 1
-    lm_head: MedusaLmHead = MedusaLmHead.per_head
+    lm_head: MedusaLmHead = MedusaLmHead.shared
     loss_decay: float = 0.8
     labels: MedusaLabels = MedusaLabels.self_distill
 
@@ -64,9 +64,6 @@ class ResidualStack(nn.Module):
         return x
 
 
-def _value(x) -> str:
-    return str(getattr(x, "value", x))
-
 
 class Medusa(nn.Module):
     name = "medusa"
@@ -82,8 +79,8 @@ class Medusa(nn.Module):
         self.num_heads = cfg.num_heads
         self.num_layers = cfg.num_layers
         self.decay = float(cfg.loss_decay)
-        self.labels = _value(cfg.labels)
-        self.shared = _value(cfg.lm_head) == "shared"
+        self.labels = enum_value(cfg.labels)
+        self.shared = enum_value(cfg.lm_head) == "shared"
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
         self.blocks = nn.ModuleList(ResidualStack(hidden_size, cfg.num_layers)
                                     for _ in range(cfg.num_heads))

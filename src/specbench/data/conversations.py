@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from specbench.config import enum_value
 from specbench.errors import UserError
 
 ROLE_ALIASES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant",
@@ -134,7 +135,7 @@ def _json_rows(path: Path):
 
 def load_conversations(data_cfg) -> ConversationSet:
     """Read, normalise and validate the conversations a ``DataConfig`` names."""
-    mode = str(getattr(data_cfg.bad_rows, "value", data_cfg.bad_rows))
+    mode = enum_value(data_cfg.bad_rows)
     if data_cfg.path and data_cfg.hub_id:
         raise UserError(f"data={data_cfg.name} sets both data.path and data.hub_id; set one.")
     if data_cfg.path:
