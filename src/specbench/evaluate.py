@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
