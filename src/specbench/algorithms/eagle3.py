@@ -427,7 +427,7 @@ class Eagle3(nn.Module):
             n = int(valid.sum())
             if n == 0:
                 continue
-            target = shift_left(probs, 1 + k)[valid]
+            target = probs[:, 1 + k:][valid[:, : length - 1 - k]]  # probs at t+1+k
             logits = self.draft_logits(hidden[valid]).float()
             loss_k = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
             total = total + (self.decay ** k) * loss_k
