@@ -112,7 +112,7 @@ def evaluate(run_dir: Path, num_prompts: int = 20, max_new_tokens: int = 96,
         return out
 
     categories = sorted({r["category"] for r in per_prompt})
-    result = {"run": str(run_dir), "algorithm": cfg.algorithm.name,
+    result = {"run": run_dir.name, "algorithm": cfg.algorithm.name,
               "settings": {"num_prompts": len(per_prompt), "max_new_tokens": max_new_tokens,
                            "dtype": str(cfg.model.dtype), "decoding": "greedy; chain drafting (+ Medusa static tree)",
                            "prompts": str(prompts_path or "embedded:heldout_prompts.jsonl")},
