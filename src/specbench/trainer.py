@@ -51,14 +51,9 @@ class CounterBank:
     def ratios(self) -> dict[str, float]:
         return {k: self.num[k] / self.den[k] for k in self.num if self.den[k] > 0}
 
-    def positions(self, prefix: str) -> list[float]:
-        r = self.ratios()
-        ks = sorted(int(k.split("/")[1]) for k in r if k.startswith(prefix + "/"))
-        return [r[f"{prefix}/{k}"] for k in ks]
-
     def report(self, prefix: str = "") -> dict[str, float]:
         out = {f"{prefix}{k}": v for k, v in self.ratios().items()}
-        top1 = self.positions("top1")
+        top1 = _positions(self.ratios(), "top1")
         if top1:
             out[f"{prefix}tau_sim"] = tau_sim(top1)
         return out

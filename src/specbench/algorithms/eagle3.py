@@ -203,7 +203,7 @@ def _compiled_flex():
     if "fn" not in _FLEX:
         from torch.nn.attention.flex_attention import flex_attention
 
-        _FLEX["fn"] = torch.compile(flex_attention, dynamic=False)
+        _FLEX["fn"] = torch.compile(flex_attention)  # shapes go dynamic after a recompile
     return _FLEX["fn"]
 
 

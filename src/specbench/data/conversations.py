@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -32,7 +33,7 @@ class ConversationSet:
     rows_read: int = 0
     bad_rows: list[dict] = field(default_factory=list)  # {"line": n, "reason": "..."}
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return content_hash(self.rows)
 
