@@ -136,3 +136,13 @@ def test_resume_guards(tmp_path, conv_file):
 def test_zero_counts_are_clear_errors(tmp_path, conv_file, key):
     with pytest.raises(UserError, match=f"trainer.{key}=0 must be at least 1"):
         train(compose(tiny_overrides(conv_file, **{f"trainer.{key}": 0})), tmp_path / "run")
+
+
+def test_too_little_disk_is_a_clear_error(tmp_path, conv_file, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
+    with pytest.raises(UserError, match="Not enough disk for checkpoints.*keep_checkpoints"):
+        train(compose(tiny_overrides(conv_file)), tmp_path / "run")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -176,6 +177,14 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
         raise UserError(f"algorithm={cfg.algorithm.name} with these settings has no trainable "
                         "parameters; change the algorithm settings (e.g. algorithm.num_layers).")
     n_params = sum(p.numel() for p in params)
+    # A checkpoint holds the weights and AdamW's two moments (fp32): keep + 1 of them at once.
+    need = 3 * 4 * sum(t.numel() for t in draft.state_dict().values()) \
+        * (tcfg.keep_checkpoints + 1)
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        raise UserError(f"Not enough disk for checkpoints in {run_dir}: about {need / 1e9:.1f} GB "
+                        f"needed, {free / 1e9:.1f} GB free. Free space, lower "
+                        "trainer.keep_checkpoints, or choose another hydra.run.dir.")
     optimizer = make_optimizer(params, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total_steps))
     model = draft
