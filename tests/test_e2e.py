@@ -18,12 +18,20 @@ def test_python_m_specbench_on_embedded_model(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "specbench", f"hydra.run.dir={run}", "trainer.max_steps=8",
            "trainer.micro_batch_size=4", "trainer.max_length=192", "data.eval_rows=8",
-           "trainer.eval_every=4", "trainer.progress=false"]
+           "trainer.eval_every=4", "trainer.progress=false", "eval.num_prompts=2",
+           "eval.max_new_tokens=16"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "Controlled variables (fingerprint" in out and "Algorithm-specific (medusa)" in out
-    assert f"results: {run}/summary.json" in out
+    assert f"results: {run}/summary.json" in out and "eval.json" in out
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["settings"]["num_prompts"] == 2 and ev["settings"]["max_new_tokens"] == 16
+    assert set(ev["overall"]) == {"autoregressive", "prompt_lookup", "medusa_chain",
+                                  "medusa_tree"}
+    assert ev["overall"]["autoregressive"]["tau"] == 1.0
+    assert all(m["tau"] >= 1.0 for m in ev["overall"].values())
+    assert "medusa_tree" in out and "speedup" in out  # the printed table
 
     s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "completed" and s["algorithm"] == "medusa"

@@ -38,6 +38,15 @@ def app(cfg: DictConfig) -> None:
 
             for fmt in cfg.export:
                 print(f"[specbench] exported {export_run(run_dir, fmt)}")
+        if cfg.eval.enabled and summary["status"] == "completed":
+            from specbench.config import enum_value
+            from specbench.evaluate import evaluate, print_table
+
+            e = cfg.eval
+            print_table(evaluate(run_dir, e.num_prompts, e.max_new_tokens,
+                                 Path(e.prompts) if e.prompts else None,
+                                 enum_value(e.dtype) if e.dtype else None,
+                                 enum_value(cfg.trainer.device)))
     except UserError as err:
         print(f"\nerror: {err}\n", file=sys.stderr)
         sys.exit(2)
@@ -55,7 +64,8 @@ def _print_result(run_dir: Path, summary: dict) -> None:
     print(f"  held-out split: loss {e['loss'] if e['loss'] is None else round(e['loss'], 4)}, "
           f"top-1 per position {fmt(e['top1'])}, tau_sim {e['tau_sim'] or 0:.3f}")
     print(f"  results: {run_dir}/summary.json, metrics.jsonl, draft.safetensors, "
-          f"{summary['checkpoint']}")
+          f"{summary['checkpoint']}" + (", eval.json" if (run_dir / "eval.json").is_file()
+                                        else ""))
 
 
 def main() -> None:

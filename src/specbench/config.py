@@ -141,6 +141,17 @@ class TrackerConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Lossless-decoding evaluation after training (``python -m specbench.evaluate`` alone)."""
+
+    enabled: bool = True
+    num_prompts: int = 4
+    max_new_tokens: int = 48
+    prompts: str | None = None  # a .jsonl with "prompt" (or Spec-Bench "turns"); None: embedded
+    dtype: DType | None = None  # target dtype for decoding; None: model.dtype
+
+
+@dataclass
 class AlgorithmConfig:
     """Base of every algorithm's schema; ``name`` is the registry key."""
 
@@ -154,6 +165,7 @@ class Config:
     data: DataConfig = MISSING
     trainer: TrainerConfig = MISSING
     tracker: TrackerConfig = MISSING
+    eval: EvalConfig = MISSING
     # Serving formats to export to at the end of a run (see specbench.export): vllm, sglang.
     export: list[str] = field(default_factory=list)
 
@@ -164,8 +176,9 @@ BOOKKEEPING_KEYS = {
                 "progress", "device"},
     "model": {"name"},
     "data": {"name"},
+    "eval": {"enabled"},
 }
-CONTROLLED_SECTIONS = ("model", "data", "trainer")
+CONTROLLED_SECTIONS = ("model", "data", "trainer", "eval")
 
 
 def register_configs() -> None:
