@@ -28,7 +28,6 @@ from specbench.data.conversations import embedded_path
 from specbench.decoding import Autoregressive, PromptLookup, speculative_generate
 from specbench.errors import UserError
 from specbench.target import load_target
-from specbench.trainer import to_fp32_params
 
 
 def load_prompts(path: Path | None, num: int) -> list[dict]:
@@ -58,7 +57,8 @@ def load_draft(run_dir: Path, cfg, target):
                         "it (trainer.resume=true) before evaluating.")
     algo = get_algorithm(cfg.algorithm.name)
     draft = algo.from_state(cfg.algorithm, target, load_file(str(weights)))
-    return to_fp32_params(draft, target.device).eval()
+    # decode in the target's dtype: the frozen buffers borrowed from it are already in it
+    return draft.to(device=target.device, dtype=target.model.dtype).eval()
 
 
 def evaluate(run_dir: Path, num_prompts: int = 20, max_new_tokens: int = 96,
