@@ -153,8 +153,8 @@ def test_tree_verify_logits_equal_sequential_decoding_of_each_path():
     prefix = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(4))
     tree = Tree([11, 12, 13, 14, 15, 16], [-1, -1, 0, 0, 2, 1])  # paths up to depth 3
     cache = DynamicCache()
-    model(input_ids=prefix[:, :-1], past_key_values=cache, use_cache=True)
     n = prefix.shape[1] - 1
+    _target_forward(model, prefix[:, :-1], cache, torch.arange(n)[None])
     inputs = torch.tensor([[int(prefix[0, -1]), *tree.tokens]])
     pos = n + torch.tensor([[0, *tree.depths()]])
     out = _target_forward(model, inputs, cache, pos, tree_attention_mask(tree, n, torch.float32))

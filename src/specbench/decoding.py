@@ -120,10 +120,18 @@ class Tree:
         return m
 
 
+def _cache_keyword(model) -> str:
+    """transformers 5 renamed ``past_key_values`` to ``cache``; use whichever forward takes."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters \
+        else "past_key_values"
+
+
 def _target_forward(model, input_ids, cache, position_ids, attention_mask=None):
-    return model(input_ids=input_ids, past_key_values=cache, use_cache=True,
-                 position_ids=position_ids, attention_mask=attention_mask,
-                 output_hidden_states=True)
+    return model(input_ids=input_ids, use_cache=True, position_ids=position_ids,
+                 attention_mask=attention_mask, output_hidden_states=True,
+                 **{_cache_keyword(model): cache})
 
 
 def tree_attention_mask(tree: Tree, n_cached: int, dtype) -> torch.Tensor:
