@@ -133,8 +133,8 @@ def test_evaluate_a_trained_run(tmp_path, conv_file, algorithm):
     on_disk = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert on_disk["settings"]["num_prompts"] == 3 and len(on_disk["per_prompt"]) == 3
     overall = result["overall"]
-    assert set(overall) == {"autoregressive", "prompt_lookup", f"{algorithm}_chain"} | (
-        {"medusa_tree"} if algorithm == "medusa" else set())
+    assert set(overall) == {"autoregressive", "prompt_lookup", f"{algorithm}_chain",
+                            f"{algorithm}_tree"}
     assert all(m["exact"] for m in overall.values())
     assert overall["autoregressive"]["tau"] == 1.0 and overall["autoregressive"]["speedup"] == 1.0
     assert overall[f"{algorithm}_chain"]["tau"] >= 1.0
@@ -200,3 +200,26 @@ def test_tree_decoding_is_exact(model):
     assert res.tokens == ref
     tree = default_tree(3, size=32)
     assert len(tree) == 32 and all(c[:-1] in tree for c in tree if len(c) > 1)
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
+def test_eagle3_dynamic_tree(model):
+    target = load_target(compose([f"model={model}"]).model)
+    _, eagle = drafts(target)
+    prompt = list(range(50, 61))
+    ref = greedy_reference(target, prompt, 30)
+    res = speculative_generate(target, eagle.proposer(tree=True, top_k=4, depth=4,
+                                                      total_tokens=20), prompt, 30, set())
+    assert res.tokens == ref
+    # with top_k = 1 the tree is the chain: same tokens, proposed step by step
+    chain, tree = eagle.proposer(num_draft=4), eagle.proposer(tree=True, top_k=1, depth=4,
+                                                            total_tokens=4)
+    from specbench.decoding import Tree, VerifyOutput
+
+    with torch.no_grad():
+        out = target.model(input_ids=torch.tensor([prompt]), output_hidden_states=True)
+    ids = prompt + [ref[0]]
+    chain.start(ids, VerifyOutput(out.hidden_states))
+    tree.start(ids, VerifyOutput(out.hidden_states))
+    t = tree.propose(ids)
+    assert isinstance(t, Tree) and t.is_chain() and t.tokens == chain.propose(ids)

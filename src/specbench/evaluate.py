@@ -8,7 +8,8 @@ is checked token for token against the greedy one. Reports tau (tokens per targe
 bonus included), tokens/s, speedup over greedy, target forwards and the share of time spent
 drafting, per method, overall and per prompt category; writes ``eval.json`` in the run
 directory. The target and its dtype come from the run's own recorded config. Medusa is also
-run with its static tree; EAGLE-3's dynamic tree and Lookahead decoding are not implemented yet.
+run with its static tree, EAGLE-3 with the EAGLE-2 dynamic tree; Lookahead decoding is not
+implemented yet.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def evaluate(run_dir: Path, num_prompts: int = 20, max_new_tokens: int = 96,
     prompts = load_prompts(prompts_path, num_prompts)
     methods = {"autoregressive": Autoregressive, "prompt_lookup": PromptLookup,
                f"{cfg.algorithm.name}_chain": draft.proposer}
-    if cfg.algorithm.name == "medusa":  # static tree; EAGLE-3's dynamic tree is not built yet
-        methods["medusa_tree"] = lambda: draft.proposer(tree=True)
+    # trees: Medusa's static tree, EAGLE-3's EAGLE-2 dynamic tree (top_k 8, depth 5, 32 nodes)
+    methods[f"{cfg.algorithm.name}_tree"] = lambda: draft.proposer(tree=True)
     per_prompt = []
     for row in prompts:
         ids = tok.apply_chat_template([{"role": "user", "content": row["prompt"]}],
@@ -114,7 +115,7 @@ def evaluate(run_dir: Path, num_prompts: int = 20, max_new_tokens: int = 96,
     categories = sorted({r["category"] for r in per_prompt})
     result = {"run": run_dir.name, "algorithm": cfg.algorithm.name,
               "settings": {"num_prompts": len(per_prompt), "max_new_tokens": max_new_tokens,
-                           "dtype": str(cfg.model.dtype), "decoding": "greedy; chain drafting (+ Medusa static tree)",
+                           "dtype": str(cfg.model.dtype), "decoding": "greedy; chain and tree drafting",
                            "prompts": str(prompts_path or "embedded:heldout_prompts.jsonl")},
               "overall": aggregate(per_prompt),
               "per_category": {c: aggregate([r for r in per_prompt if r["category"] == c])

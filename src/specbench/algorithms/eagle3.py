@@ -359,9 +359,11 @@ class Eagle3(nn.Module):
         return outs
 
     def extend(self, hidden: torch.Tensor, token_ids: torch.Tensor, start: int,
-               cache: dict) -> torch.Tensor:
-        """Inference: run the draft layer on n new positions (RoPE ``start``..) whose queries see
-        every cached key plus the new ones causally; appends their keys/values to ``cache``."""
+               cache: dict, positions: list[int] | None = None,
+               allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference: run the draft layer on n new positions (RoPE ``start``.., or
+        ``positions``) whose queries see every cached key plus the new ones causally (or what
+        the bool mask ``allowed`` [n, cached + n] permits); appends their keys/values."""
         attn = self.midlayer.self_attn
         layer = self.midlayer
         embeds = F.embedding(token_ids, self.embed_weight).to(hidden.dtype)
@@ -370,7 +372,8 @@ class Eagle3(nn.Module):
         q = attn.q_proj(x).view(b, n, attn.heads, attn.head_dim).transpose(1, 2)
         k = attn.k_proj(x).view(b, n, attn.kv_heads, attn.head_dim).transpose(1, 2)
         v = attn.v_proj(x).view(b, n, attn.kv_heads, attn.head_dim).transpose(1, 2)
-        pos = torch.arange(start, start + n, device=x.device)[None]
+        pos = (torch.tensor(positions, device=x.device) if positions is not None
+               else torch.arange(start, start + n, device=x.device))[None]
         cos, sin = self.rotary(hidden, pos)
         q, k = apply_rope(q, cos[:, None], sin[:, None]), apply_rope(k, cos[:, None], sin[:, None])
         cache["k"] = k if cache.get("k") is None else torch.cat([cache["k"], k], dim=2)
@@ -379,14 +382,20 @@ class Eagle3(nn.Module):
         keys = cache["k"].repeat_interleave(rep, dim=1)
         values = cache["v"].repeat_interleave(rep, dim=1)
         total = keys.shape[2]
-        allowed = torch.ones(n, total, dtype=torch.bool, device=x.device).tril(total - n)
+        if allowed is None:
+            allowed = torch.ones(n, total, dtype=torch.bool, device=x.device).tril(total - n)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed)
         h = hidden + attn.o_proj(out.transpose(1, 2).reshape(b, n, -1))
         return h + layer.mlp(layer.post_attention_layernorm(h))
 
-    def proposer(self, num_draft: int | None = None):
-        """Chain drafting for the lossless decoder: autoregressive draft steps with the draft's
-        own KV cache, feeding back its hidden states as in training."""
+    def proposer(self, num_draft: int | None = None, tree: bool = False, top_k: int = 8,
+                 depth: int = 5, total_tokens: int = 32):
+        """Drafting for the lossless decoder: a chain of autoregressive draft steps with the
+        draft's own KV cache, feeding back its hidden states as in training; or (``tree``) the
+        EAGLE-2 dynamic tree: expand the ``top_k`` best nodes per depth by cumulative
+        log-probability, keep the best ``total_tokens``."""
+        if tree:
+            return Eagle3Tree(self, top_k, depth, total_tokens)
         return Eagle3Chain(self, num_draft or self.ttt_length)
 
     def draft_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -494,3 +503,69 @@ class Eagle3Chain:
             return
         self.last = self.m.extend(self._features(out), tokens, start, self.cache)[:, -1:]
         self.n_real += n
+
+
+class Eagle3Tree(Eagle3Chain):
+    """EAGLE-2 dynamic tree on the EAGLE-3 draft. A node at depth d runs at RoPE position
+    N-1+d and attends the real positions plus its own expanded ancestors: along any path this
+    is exactly the chain (and the training-time-test) pattern."""
+
+    name = "eagle3_tree"
+
+    def __init__(self, model: Eagle3, top_k: int, depth: int, total_tokens: int):
+        super().__init__(model, depth)
+        self.top_k, self.depth, self.total = top_k, depth, total_tokens
+
+    @torch.no_grad()
+    def propose(self, ids):
+        from specbench.decoding import Tree
+
+        m = self.m
+        self._crop(self.n_real)
+        real = self.n_real
+        tokens, parents, scores, node_depth = [], [], [], []
+
+        def add_children(logits, parent_ids, parent_scores, depth):
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            top = logp.topk(self.top_k, dim=-1)
+            new = []
+            for row, (pid, pscore) in enumerate(zip(parent_ids, parent_scores)):
+                for lp, tok in zip(top.values[row].tolist(), top.indices[row].tolist()):
+                    tokens.append(tok + int(m.d2t[tok]))
+                    parents.append(pid)
+                    scores.append(pscore + lp)
+                    node_depth.append(depth)
+                    new.append(len(tokens) - 1)
+            return new
+
+        frontier = add_children(m.draft_logits(self.last[0]), [-1], [0.0], 1)
+        hidden_of: dict[int, torch.Tensor] = {}
+        slot: dict[int, int] = {}  # node -> its index in the draft cache
+        for d in range(1, self.depth):
+            frontier = sorted(frontier, key=lambda i: -scores[i])[: self.top_k]
+            hid = torch.stack([hidden_of.get(parents[i], self.last[0, 0]) for i in frontier])
+            toks = torch.tensor([[tokens[i] for i in frontier]])  # target ids, as embedded
+            cached = self.cache["k"].shape[2]
+            allowed = torch.zeros(len(frontier), cached + len(frontier), dtype=torch.bool)
+            allowed[:, :real] = True
+            for row, node in enumerate(frontier):
+                allowed[row, cached + row] = True
+                p = parents[node]
+                while p >= 0:
+                    allowed[row, slot[p]] = True
+                    p = parents[p]
+            out = m.extend(hid[None], toks.to(hid.device), 0, self.cache,
+                           positions=[real - 1 + d] * len(frontier),
+                           allowed=allowed.to(hid.device))
+            for row, node in enumerate(frontier):
+                slot[node] = cached + row
+                hidden_of[node] = out[0, row]
+            frontier = add_children(m.draft_logits(out[0]), frontier,
+                                    [scores[i] for i in frontier], d + 1)
+        # best nodes; a parent scores >= its children and is created first, so the
+        # selection is closed under ancestors
+        chosen = sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[: self.total]
+        chosen = sorted(chosen)
+        index = {node: j for j, node in enumerate(chosen)}
+        return Tree([tokens[i] for i in chosen],
+                    [index[parents[i]] if parents[i] >= 0 else -1 for i in chosen])
