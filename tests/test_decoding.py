@@ -191,34 +191,30 @@ def test_tree_decoding_is_exact(model):
     from specbench.algorithms.medusa import default_tree
 
     target = load_target(compose([f"model={model}"]).model)
-    medusa, _ = drafts(target)
+    medusa, eagle = drafts(target)
     prompt = list(range(30, 40))
     ref = greedy_reference(target, prompt, 40)
     res = speculative_generate(target, OracleTree(ref, len(prompt)), prompt, 40, set())
     assert res.tokens == ref and max(res.accepted) == 2
-    res = speculative_generate(target, medusa.proposer(tree=True), prompt, 40, set())
-    assert res.tokens == ref
+    for proposer in (medusa.proposer(tree=True),
+                     eagle.proposer(tree=True, top_k=4, depth=4, total_tokens=20)):
+        res = speculative_generate(target, proposer, prompt, 40, set())
+        assert res.tokens == ref, proposer.name
     tree = default_tree(3, size=32)
     assert len(tree) == 32 and all(c[:-1] in tree for c in tree if len(c) > 1)
 
 
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
-def test_eagle3_dynamic_tree(model):
-    target = load_target(compose([f"model={model}"]).model)
-    _, eagle = drafts(target)
-    prompt = list(range(50, 61))
-    ref = greedy_reference(target, prompt, 30)
-    res = speculative_generate(target, eagle.proposer(tree=True, top_k=4, depth=4,
-                                                      total_tokens=20), prompt, 30, set())
-    assert res.tokens == ref
-    # with top_k = 1 the tree is the chain: same tokens, proposed step by step
-    chain, tree = eagle.proposer(num_draft=4), eagle.proposer(tree=True, top_k=1, depth=4,
-                                                            total_tokens=4)
+def test_eagle3_dynamic_tree_with_top_k_1_is_the_chain(model):
     from specbench.decoding import Tree, VerifyOutput
 
+    target = load_target(compose([f"model={model}"]).model)
+    _, eagle = drafts(target)
+    chain, tree = eagle.proposer(num_draft=4), eagle.proposer(tree=True, top_k=1, depth=4,
+                                                            total_tokens=4)
     with torch.no_grad():
-        out = target.model(input_ids=torch.tensor([prompt]), output_hidden_states=True)
-    ids = prompt + [ref[0]]
+        out = target.model(input_ids=torch.arange(50, 61)[None], output_hidden_states=True)
+    ids = list(range(50, 61)) + [int(out.logits[0, -1].argmax())]
     chain.start(ids, VerifyOutput(out.hidden_states))
     tree.start(ids, VerifyOutput(out.hidden_states))
     t = tree.propose(ids)
