@@ -38,8 +38,9 @@ class Oracle:
 
 
 def greedy_reference(target, prompt, n):
-    out = target.model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False,
-                                min_new_tokens=n, pad_token_id=0)
+    ids = torch.tensor([prompt])  # an explicit mask: generate() would mask token 0 as padding
+    out = target.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                                do_sample=False, min_new_tokens=n, pad_token_id=0)
     return out[0, len(prompt):].tolist()
 
 
@@ -129,11 +130,12 @@ def test_evaluate_a_trained_run(tmp_path, conv_file, algorithm):
         if algorithm == "eagle3" else {}
     over = tiny_overrides(conv_file, **{"algorithm": algorithm, "trainer.max_steps": 2, **extra})
     train(compose(over), tmp_path / "run")
-    result = evaluate(tmp_path / "run", num_prompts=3, max_new_tokens=12)
+    result = evaluate(tmp_path / "run", {"num_prompts": 3, "max_new_tokens": 12})
     on_disk = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert on_disk["settings"]["num_prompts"] == 3 and len(on_disk["per_prompt"]) == 3
+    assert on_disk["settings"]["lookahead"] == {"level": 5, "window": 7, "guess": 7}
     overall = result["overall"]
-    assert set(overall) == {"autoregressive", "prompt_lookup", f"{algorithm}_chain",
+    assert set(overall) == {"autoregressive", "prompt_lookup", "lookahead", f"{algorithm}_chain",
                             f"{algorithm}_tree"}
     assert all(m["exact"] for m in overall.values())
     assert overall["autoregressive"]["tau"] == 1.0 and overall["autoregressive"]["speedup"] == 1.0
@@ -219,3 +221,48 @@ def test_eagle3_dynamic_tree_with_top_k_1_is_the_chain(model):
     tree.start(ids, VerifyOutput(out.hidden_states))
     t = tree.propose(ids)
     assert isinstance(t, Tree) and t.is_chain() and t.tokens == chain.propose(ids)
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
+@pytest.mark.parametrize("shape", [(5, 7, 7), (3, 4, 2), (4, 1, 0)])
+def test_lookahead_is_exact(model, shape):
+    from specbench.lookahead import Lookahead
+
+    target = load_target(compose([f"model={model}"]).model)
+    g = torch.Generator().manual_seed(3)
+    for trial in range(2):
+        prompt = torch.randint(0, 256, (9 + trial,), generator=g).tolist()
+        ref = greedy_reference(target, prompt, 48)
+        res = speculative_generate(target, Lookahead(*shape), prompt, 48, eos_ids=set())
+        assert res.tokens == ref, (model, shape, trial)
+        assert res.target_forwards == len(res.accepted) + 1
+        assert len(res.tokens) <= res.target_forwards + sum(res.accepted)
+
+
+def test_lookahead_side_branch_layout_and_pool():
+    """The Jacobi window: positions, visibility (each column is one trajectory over level 0's
+    prefix), and the n-grams collected from the columns after one step."""
+    from specbench.decoding import VerifyOutput
+    from specbench.lookahead import Lookahead
+
+    la = Lookahead(level=3, window=3, guess=2)
+    la.levels = [[10, 11, 12], [20, 21, 22]]  # level 0 (oldest), level 1 (last)
+    tree = la.propose([1, 2, 5])
+    side = tree.side
+    # cells: level 0 cols 1,2; level 1 cols 0,1,2
+    assert side.tokens == [11, 12, 20, 21, 22]
+    assert side.offsets == [1, 2, 1, 2, 3]
+    v = side.visible.int().tolist()  # over [root, 11, 12, 20, 21, 22]
+    assert v == [[1, 1, 0, 0, 0, 0],   # 11 sees root + itself
+                 [1, 1, 1, 0, 0, 0],   # 12 sees root, 11, itself
+                 [1, 0, 0, 1, 0, 0],   # 20 (col 0) sees root + itself
+                 [1, 1, 0, 0, 1, 0],   # 21 (col 1) sees root, 11, itself
+                 [1, 1, 1, 0, 0, 1]]   # 22 (col 2) sees root, 11, 12, itself
+    assert tree.tokens == []  # empty pool: nothing to verify yet
+    # outputs after the 5 side tokens; the last level's (20, 21, 22) become the new level
+    la.accept([1, 2, 5, 7], 1, VerifyOutput((), side_greedy=[0, 0, 30, 31, 32]))
+    assert la.levels == [[20, 21, 22], [30, 31, 32]]
+    assert la.pool == {5: {(20, 30): None}, 11: {(21, 31): None}, 12: {(22, 32): None}}
+    la.pool[7] = {(8, 9): None, (8, 4): None}
+    tree = la.propose([1, 2, 5, 7])
+    assert tree.tokens == [8, 9, 4] and tree.parents == [-1, 0, 0]  # a trie of the guesses

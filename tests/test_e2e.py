@@ -27,7 +27,7 @@ def test_python_m_specbench_on_embedded_model(tmp_path):
     assert f"results: {run}/summary.json" in out and "eval.json" in out
     ev = json.loads((run / "eval.json").read_text())
     assert ev["settings"]["num_prompts"] == 2 and ev["settings"]["max_new_tokens"] == 16
-    assert set(ev["overall"]) == {"autoregressive", "prompt_lookup", "medusa_chain",
+    assert set(ev["overall"]) == {"autoregressive", "prompt_lookup", "lookahead", "medusa_chain",
                                   "medusa_tree"}
     assert ev["overall"]["autoregressive"]["tau"] == 1.0
     assert all(m["tau"] >= 1.0 for m in ev["overall"].values())

@@ -32,21 +32,21 @@ def app(cfg: DictConfig) -> None:
         from specbench.trainer import train
 
         run_dir = Path(hc.runtime.output_dir)
-        summary = train(cfg, run_dir)
-        if cfg.export:
-            from specbench.export import export_run
 
-            for fmt in cfg.export:
-                print(f"[specbench] exported {export_run(run_dir, fmt)}")
-        if cfg.eval.enabled and summary["status"] == "completed":
-            from specbench.config import enum_value
-            from specbench.evaluate import evaluate, print_table
+        def after_training(tracker) -> None:
+            if cfg.export:
+                from specbench.export import export_run
 
-            e = cfg.eval
-            print_table(evaluate(run_dir, e.num_prompts, e.max_new_tokens,
-                                 Path(e.prompts) if e.prompts else None,
-                                 enum_value(e.dtype) if e.dtype else None,
-                                 enum_value(cfg.trainer.device)))
+                for fmt in cfg.export:
+                    print(f"[specbench] exported {export_run(run_dir, fmt)}")
+            if cfg.eval.enabled:
+                from specbench.config import enum_value
+                from specbench.evaluate import evaluate, print_table
+
+                print_table(evaluate(run_dir, device=enum_value(cfg.trainer.device),
+                                     tracker=tracker))
+
+        summary = train(cfg, run_dir, after=after_training)
     except UserError as err:
         print(f"\nerror: {err}\n", file=sys.stderr)
         sys.exit(2)

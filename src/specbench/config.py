@@ -60,6 +60,11 @@ class TrackerMode(str, Enum):
     disabled = "disabled"
 
 
+class CacheLayers(str, Enum):
+    union = "union"  # every registered algorithm's default layers + this run's: one per sweep
+    needed = "needed"  # only the layers this run's algorithm reads
+
+
 @dataclass
 class ArchConfig:
     """Architecture facts of the target. Checked against the loaded model at start."""
@@ -141,14 +146,41 @@ class TrackerConfig:
 
 
 @dataclass
+class LookaheadConfig:
+    """Lookahead decoding, the training-free baseline (docs/lookahead.md)."""
+
+    level: int = 5  # n-gram size N (LEVEL)
+    window: int = 7  # Jacobi window W (WINDOW)
+    guess: int = 7  # n-grams verified per step (GUESS)
+
+
+@dataclass
 class EvalConfig:
     """Lossless-decoding evaluation after training (``python -m specbench.evaluate`` alone)."""
 
     enabled: bool = True
-    num_prompts: int = 4
+    num_prompts: int = 4  # questions (a multi-turn question yields one measured sample per turn)
     max_new_tokens: int = 48
-    prompts: str | None = None  # a .jsonl with "prompt" (or Spec-Bench "turns"); None: embedded
+    # None: the embedded held-out prompts; a .jsonl path ("prompt", or Spec-Bench/MT-bench
+    # "turns" + "category"); or hub:DATASET_ID[:SPLIT] for a hub dataset of that shape
+    prompts: str | None = None
     dtype: DType | None = None  # target dtype for decoding; None: model.dtype
+    prompt_lookup_ngram: int = 3  # prompt lookup: longest n-gram matched in the context
+    prompt_lookup_draft: int = 10  # prompt lookup: tokens proposed after a match
+    lookahead: LookaheadConfig = field(default_factory=LookaheadConfig)
+
+
+@dataclass
+class CacheConfig:
+    """The target-feature cache ("offline" mode, ``feature_cache.py``): the target runs once per
+    (model, data, max length, layers) and training reads its stored hidden states. Not a
+    controlled variable (the features are the same either way): outside the fingerprint."""
+
+    enabled: bool = False
+    dir: str | None = None  # None: <SPECBENCH_CACHE or ~/.cache/specbench>/features
+    max_bytes: int = 50_000_000_000  # refuse to build a cache estimated larger than this
+    layers: CacheLayers = CacheLayers.union
+    shard_bytes: int = 1_073_741_824  # feature bytes per safetensors shard
 
 
 @dataclass
@@ -166,6 +198,7 @@ class Config:
     trainer: TrainerConfig = MISSING
     tracker: TrackerConfig = MISSING
     eval: EvalConfig = MISSING
+    cache: CacheConfig = field(default_factory=CacheConfig)
     # Serving formats to export to at the end of a run (see specbench.export): vllm, sglang.
     export: list[str] = field(default_factory=list)
 

@@ -24,6 +24,7 @@ import torch
 @dataclass
 class VerifyOutput:
     hidden_states: tuple  # transformers' hidden_states for the accepted positions: [1, n, H] each
+    side_greedy: list[int] | None = None  # the target's greedy token after each side token
 
     def layer_output(self, i: int) -> torch.Tensor:
         return self.hidden_states[i + 1]
@@ -88,12 +89,26 @@ class PromptLookup:
 
 
 @dataclass
+class SideBranch:
+    """Extra tokens a proposer wants the target to run in the verify forward without being
+    verified (Lookahead's Jacobi window). ``offsets[k]`` is token k's position relative to the
+    pending last token; ``visible[k]`` is a bool row over [pending token, side tokens...] of
+    what it may attend to (besides the whole cache). Their outputs go back to the proposer as
+    ``VerifyOutput.side_greedy``; their cache entries are dropped; tree nodes never see them."""
+
+    tokens: list[int]
+    offsets: list[int]
+    visible: torch.Tensor
+
+
+@dataclass
 class Tree:
     """A draft tree: ``tokens[i]`` hangs under ``parents[i]`` (-1: under the pending last
     token; otherwise an earlier index). A chain is the tree with parents [-1, 0, 1, ...]."""
 
     tokens: list[int]
     parents: list[int]
+    side: SideBranch | None = None
 
     @classmethod
     def chain(cls, tokens) -> Tree:
@@ -135,9 +150,16 @@ def _target_forward(model, input_ids, cache, position_ids, attention_mask=None):
 
 
 def tree_attention_mask(tree: Tree, n_cached: int, dtype) -> torch.Tensor:
-    """The 4D additive mask [1, 1, n+1, n_cached+n+1]: every cached position, plus ancestors."""
-    allowed = torch.cat([torch.ones(len(tree.tokens) + 1, n_cached, dtype=torch.bool),
-                         tree.ancestor_mask()], dim=1)
+    """The 4D additive mask [1, 1, q, n_cached+q] over [root, nodes, side tokens]: every
+    cached position, plus ancestors (nodes) or the side branch's own visibility rows."""
+    n = len(tree.tokens) + 1
+    s = len(tree.side.tokens) if tree.side else 0
+    new = torch.zeros(n + s, n + s, dtype=torch.bool)
+    new[:n, :n] = tree.ancestor_mask()
+    if s:
+        new[n:, 0] = tree.side.visible[:, 0]
+        new[n:, n:] = tree.side.visible[:, 1:]
+    allowed = torch.cat([torch.ones(n + s, n_cached, dtype=torch.bool), new], dim=1)
     mask = torch.zeros(allowed.shape, dtype=dtype)
     mask[~allowed] = torch.finfo(dtype).min
     return mask[None, None]
@@ -181,16 +203,20 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
             keep_nodes = [i for i, d in enumerate(tree.depths()) if d <= depth]
             remap = {old: new for new, old in enumerate(keep_nodes)}
             tree = Tree([tree.tokens[i] for i in keep_nodes],
-                        [remap.get(tree.parents[i], -1) for i in keep_nodes])
+                        [remap.get(tree.parents[i], -1) for i in keep_nodes], tree.side)
         draft_time += time.perf_counter() - t_draft
         n_cached = len(ids) - 1
-        inputs = torch.tensor([[ids[-1], *tree.tokens]], device=device)
-        positions = n_cached + torch.tensor([[0, *tree.depths()]], device=device)
-        mask = None if tree.is_chain() else tree_attention_mask(
+        side = tree.side
+        inputs = torch.tensor([[ids[-1], *tree.tokens, *(side.tokens if side else [])]],
+                              device=device)
+        positions = n_cached + torch.tensor(
+            [[0, *tree.depths(), *(side.offsets if side else [])]], device=device)
+        mask = None if tree.is_chain() and side is None else tree_attention_mask(
             tree, n_cached, model.dtype).to(device)
         out = _target_forward(model, inputs, cache, positions, mask)
         result.target_forwards += 1
         greedy = out.logits[0].argmax(-1).tolist()
+        side_greedy = greedy[len(tree.tokens) + 1:] if side else None
         children: dict[int, list[int]] = {}
         for i, p in enumerate(tree.parents):
             children.setdefault(p + 1, []).append(i + 1)
@@ -216,7 +242,8 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
         result.tokens.extend(new)
         result.accepted.append(m)
         index = torch.tensor(keep, device=device)
-        kept = VerifyOutput(tuple(h.index_select(1, index) for h in out.hidden_states))
+        kept = VerifyOutput(tuple(h.index_select(1, index) for h in out.hidden_states),
+                            side_greedy)
         t_draft = time.perf_counter()
         proposer.accept(ids, len(new), kept)
         draft_time += time.perf_counter() - t_draft

@@ -82,6 +82,26 @@ class RunTracker:
                 warnings.warn(f"W&B summary failed ({err}); summary.json is written.",
                               stacklevel=2)
 
+    def log_eval(self, result: dict) -> None:
+        """Decoding results (``evaluate``): W&B summary metrics ``decode/<method>/<metric>``
+        (overall) and a per-category table, one row per (category, method)."""
+        if self.wandb_run is None:
+            return
+        try:
+            import wandb
+
+            metrics = ("tau", "speedup", "tokens_per_s", "draft_time_share", "exact")
+            self.wandb_run.summary.update({f"decode/{m}/{k}": v[k]
+                                           for m, v in result["overall"].items() for k in metrics})
+            table = wandb.Table(columns=["category", "method", *metrics, "target_forwards"])
+            for cat, agg in [("overall", result["overall"]), *result["per_category"].items()]:
+                for m, v in agg.items():
+                    table.add_data(cat, m, *(v[k] for k in metrics), v["target_forwards"])
+            self.wandb_run.log({"decode/per_category": table})
+        except Exception as err:
+            warnings.warn(f"W&B eval logging failed ({err}); eval.json is written.",
+                          stacklevel=2)
+
     def finish(self, exit_code: int = 0) -> None:
         if self.wandb_run is not None:
             try:

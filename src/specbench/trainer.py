@@ -108,13 +108,17 @@ def _make_accelerator(trainer_cfg):
 
 
 def _run_eval(draft, target, spec, rows, micro, pad_id, device, accelerator,
-              autocast: bool) -> dict:
+              autocast: bool, cache=None) -> dict:
     bank, loss_sum, n = CounterBank(), 0.0, 0
     draft.eval()
     with torch.no_grad():
         for i in range(0, len(rows), micro):
             batch = {k: v.to(device) for k, v in collate(rows[i: i + micro], pad_id).items()}
-            feats = target.features(batch["input_ids"], batch["attention_mask"], spec)
+            if cache is not None:  # the held-out rows i.. of the feature cache's eval split
+                feats = cache.features("eval", list(range(i, min(i + micro, len(rows)))),
+                                       batch["input_ids"].shape[1], spec, device)
+            else:
+                feats = target.features(batch["input_ids"], batch["attention_mask"], spec)
             if not autocast:
                 feats = feats.to(torch.float32)
             with accelerator.autocast():
@@ -126,8 +130,12 @@ def _run_eval(draft, target, spec, rows, micro, pad_id, device, accelerator,
     return {"eval/loss": loss_sum / max(1, n), **bank.report("eval/")}
 
 
-def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -> dict:
+def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
+          after=None) -> dict:
     """Train the draft ``cfg.algorithm`` describes; write checkpoints, metrics and summary.
+
+    ``after(tracker)``, if given, runs once the run has completed and before its tracker
+    finishes (``python -m specbench`` evaluates there, so one W&B run holds both).
 
     ``stop_after_steps`` simulates an interruption (tests): stop after that many optimizer
     steps, with a checkpoint, as if the process had been killed right after saving it.
@@ -164,6 +172,13 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
     if accelerator.is_main_process:
         print(fairness.parameter_tables(cfg, fp))
         print(f"[specbench] fingerprint {fp}  run dir {run_dir}")
+    fcache = None
+    if cfg.get("cache") is not None and cfg.cache.enabled:  # offline mode: see feature_cache.py
+        from specbench.feature_cache import prepare
+
+        fcache = prepare(cfg, target, dataset,
+                         algo_cls.feature_spec(cfg.algorithm, target.config),
+                         verbose=accelerator.is_main_process)
     n_train = len(dataset.train)
     steps_per_epoch = math.ceil(n_train / global_bs)
     total_steps = fairness.expected_steps(n_train, global_bs, tcfg.epochs, tcfg.max_steps)
@@ -266,10 +281,15 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
                 step_loss, counts = 0.0, torch.zeros(4, dtype=torch.float64)
                 for j, idx in enumerate(slots):
                     real = idx is not None
-                    batch = collate([dataset.train[i] for i in (idx if real else group[0])],
-                                    pad_id)
+                    rows = idx if real else group[0]
+                    batch = collate([dataset.train[i] for i in rows], pad_id)
                     batch = {k: v.to(device) for k, v in batch.items()}
-                    feats = target.features(batch["input_ids"], batch["attention_mask"], spec)
+                    if fcache is not None:
+                        feats = fcache.features("train", rows, batch["input_ids"].shape[1],
+                                                spec, device)
+                    else:
+                        feats = target.features(batch["input_ids"], batch["attention_mask"],
+                                                spec)
                     if not autocast:
                         feats = feats.to(torch.float32)
                     last = j == len(slots) - 1
@@ -322,7 +342,7 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
                 if dataset.eval and (step % tcfg.eval_every == 0 or step == total_steps):
                     eval_metrics = _run_eval(model, target, spec, dataset.eval,
                                              tcfg.micro_batch_size, pad_id, device, accelerator,
-                                             autocast)
+                                             autocast, cache=fcache)
                     tracker.log(eval_metrics, step)
                 stopping = stop_after_steps is not None and step >= stop_after_steps
                 if stopping or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0
@@ -388,11 +408,17 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None) -
             "machine": {"platform": platform.platform(), "device": str(device),
                         "torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
             "wandb": tracker.wandb_info,
+            "feature_cache": fcache.info() if fcache is not None
+            else {"enabled": False, "used": False},
         }
         if accelerator.is_main_process:
             write_json(run_dir / "config.json", resolved)
             tracker.write_summary(summary)
-        tracker.finish(exit_code=0 if status in ("completed", "interrupted") else 1)
+        try:
+            if status == "completed" and after is not None and accelerator.is_main_process:
+                after(tracker)
+        finally:
+            tracker.finish(exit_code=0 if status in ("completed", "interrupted") else 1)
     if status == "completed" and not checklist["steps_match"]:
         raise RuntimeError(f"optimizer steps taken ({step}) != expected ({total_steps})")
     return summary

@@ -1,0 +1,117 @@
+"""Lookahead decoding (Fu et al. 2024): Jacobi iterations plus an n-gram pool, no draft model.
+
+Every target forward carries three kinds of tokens (see docs/lookahead.md for the picture):
+
+- the pending last token (the root), whose output is the target's next greedy token;
+- the **verification branch**: up to GUESS cached n-grams that start with the root token, merged
+  into a trie and verified like any draft tree (the decoder accepts the longest matching path);
+- the **lookahead branch**: a window of WINDOW columns by LEVEL-1 levels of guessed future tokens.
+  Level 0 holds the oldest guesses and starts with the root; the token at level j, column i sits
+  at position root+i+j and sees the root, level-0 columns 1..i, and levels 1..j of column i, so
+  each column is one Jacobi trajectory. The target's outputs at the last level become a new
+  level (a Jacobi step); the oldest level is dropped.
+
+After each forward the column trajectories give WINDOW n-grams of LEVEL tokens (old level 0..last
+level plus the new output), which go into the pool keyed by their first token (at most GUESS
+per key, newest replacing oldest, duplicates skipped). The lookahead branch's outputs are never
+accepted and its cache entries are dropped, so the output equals greedy decoding: only the
+verification branch can add tokens beyond the root's own greedy token.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+
+import torch
+
+from specbench.decoding import SideBranch, Tree
+from specbench.errors import UserError
+
+
+class Lookahead:
+    """Proposer for ``speculative_generate``. ``level`` is the n-gram size N (LEVEL), ``window``
+    the number of Jacobi columns W (WINDOW), ``guess`` the most n-grams verified per step
+    (GUESS). Defaults are the Lookahead paper's and Spec-Bench's (5, 7, 7)."""
+
+    name = "lookahead"
+
+    def __init__(self, level: int = 5, window: int = 7, guess: int = 7, seed: int = 0):
+        if level < 3 or window < 1 or guess < 0:
+            raise UserError(f"Lookahead needs eval.lookahead.level >= 3 (got {level}), "
+                            f"eval.lookahead.window >= 1 (got {window}) and "
+                            f"eval.lookahead.guess >= 0 (got {guess}).")
+        self.level, self.window, self.guess, self.seed = level, window, guess, seed
+        self.pool: dict[int, OrderedDict] = {}
+        self.levels: list[list[int]] = []
+
+    def start(self, ids, out):
+        # Initial guesses: tokens drawn from the prompt (deterministic); any guess is valid,
+        # good ones only converge faster.
+        rng = random.Random(self.seed)
+        self.levels = [[rng.choice(ids) for _ in range(self.window)]
+                       for _ in range(self.level - 1)]
+        self.pool = {}
+
+    def propose(self, ids):
+        root = ids[-1]
+        tree = self._verification_trie(root)
+        tree.side = self._side_branch()
+        return tree
+
+    def _verification_trie(self, root: int) -> Tree:
+        tokens, parents, index = [], [], {}
+        for ngram in list(self.pool.get(root, {}))[: self.guess]:
+            parent = -1
+            for t in ngram:
+                key = (parent, t)
+                if key not in index:
+                    index[key] = len(tokens)
+                    tokens.append(t)
+                    parents.append(parent)
+                parent = index[key]
+        return Tree(tokens, parents)
+
+    def _side_branch(self) -> SideBranch:
+        """Lookahead tokens, their offsets from the root position, and what each sees among
+        [root, side tokens]."""
+        w, n_levels = self.window, self.level - 1
+        cells = [(0, i) for i in range(1, w)] + [(j, i) for j in range(1, n_levels)
+                                                  for i in range(w)]
+        slot = {cell: k + 1 for k, cell in enumerate(cells)}  # 0 is the root
+        visible = torch.zeros(len(cells), len(cells) + 1, dtype=torch.bool)
+        for k, (j, i) in enumerate(cells):
+            visible[k, 0] = True
+            for c in range(1, i + 1):
+                visible[k, slot[(0, c)]] = True
+            for lv in range(1, j + 1):
+                visible[k, slot[(lv, i)]] = True
+        tokens = [self.levels[j][i] for j, i in cells]
+        offsets = [i + j for j, i in cells]
+        return SideBranch(tokens, offsets, visible)
+
+    def accept(self, ids, n_new, out):
+        side = out.side_greedy  # greedy tokens after each side token
+        if side is None:
+            return
+        root = ids[-n_new - 1]  # the root of the step that produced these outputs
+        n_levels = self.level - 1
+        new_level = [side[k] for k in self._last_slots()]
+        for i in range(self.window):
+            first = root if i == 0 else self.levels[0][i]
+            ngram = tuple(self.levels[j][i] for j in range(1, n_levels)) + (new_level[i],)
+            bucket = self.pool.setdefault(first, OrderedDict())
+            if ngram in bucket:
+                continue
+            bucket[ngram] = None
+            if len(bucket) > max(1, self.guess):
+                bucket.popitem(last=False)  # the oldest goes
+        # One Jacobi step: the oldest level goes, the new outputs become the last level. When
+        # several tokens were accepted, the window's positions no longer line up with the new
+        # root; the guesses are kept anyway (they only have to be plausible, never right).
+        self.levels = self.levels[1:] + [new_level]
+
+    def _last_slots(self):
+        """Indices of the last level's cells among the side tokens (see ``_side_branch``)."""
+        first = (self.window - 1) + (self.level - 3) * self.window
+        return range(first, first + self.window)

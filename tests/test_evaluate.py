@@ -1,0 +1,106 @@
+"""The evaluator's inputs: prompt sets (Spec-Bench multi-turn, categories), the refusal of a
+different target, and what it reports to W&B."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from specbench.config import compose
+from specbench.errors import UserError
+from specbench.evaluate import evaluate, load_questions
+
+SPEC_BENCH = Path(__file__).parents[2] / "shared" / "data" / "spec_bench" / "question.jsonl"
+
+
+def write_questions(path: Path) -> Path:
+    rows = [{"question_id": 1, "category": "writing", "turns": ["Write a haiku.", "Now a limerick."]},
+            {"question_id": 2, "category": "writing", "turns": ["Describe rain."]},
+            {"question_id": 3, "category": "math", "turns": ["What is 2+2?"]},
+            {"question_id": 4, "category": "qa", "turns": ["Who wrote Hamlet?"]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_questions_round_robin_over_categories(tmp_path):
+    qs = load_questions(str(write_questions(tmp_path / "q.jsonl")), 3)
+    assert [q["id"] for q in qs] == [1, 3, 4]  # one per category before a second writing one
+    assert qs[0]["turns"] == ["Write a haiku.", "Now a limerick."]
+    embedded = load_questions(None, 5)
+    assert len(embedded) == 5 and all(len(q["turns"]) == 1 for q in embedded)
+    with pytest.raises(UserError, match="eval.prompts='nope.jsonl' does not exist"):
+        load_questions("nope.jsonl", 2)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"turns": ["ok"]}\n{"answer": 1}\n')
+    with pytest.raises(UserError, match=r"bad.jsonl:2: a question needs 'turns'"):
+        load_questions(str(bad), 2)
+
+
+def test_hub_prompts_without_network_is_a_clear_error():
+    with pytest.raises(UserError, match="Download the question file"):
+        load_questions("hub:HuggingFaceH4/mt_bench_prompts:train", 2)
+
+
+@pytest.mark.skipif(not SPEC_BENCH.is_file(), reason="the shared Spec-Bench file is absent")
+def test_real_spec_bench_file_covers_its_categories_and_multi_turn():
+    qs = load_questions(str(SPEC_BENCH), 13)  # 8 MT-bench categories + 5 Spec-Bench tasks
+    cats = {q["category"] for q in qs}
+    assert len(cats) == 13 and {"translation", "rag", "math_reasoning"} <= cats, cats
+    assert any(len(q["turns"]) == 2 for q in qs)  # MT-bench questions are two-turn
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from specbench.trainer import train
+
+    from .conftest import tiny_overrides, write_conversations
+
+    tmp = tmp_path_factory.mktemp("eval")
+    conv = write_conversations(tmp / "conv.jsonl")
+    train(compose(tiny_overrides(conv, **{"trainer.max_steps": 1})), tmp / "run")
+    return tmp / "run"
+
+
+def test_multi_turn_follows_the_models_own_answer(tiny_run, tmp_path):
+    q = write_questions(tmp_path / "q.jsonl")
+    result = evaluate(tiny_run, {"prompts": str(q), "num_prompts": 4, "max_new_tokens": 6})
+    rows = result["per_prompt"]
+    assert [(r["id"], r["turn"]) for r in rows] == [(1, 0), (1, 1), (3, 0), (4, 0), (2, 0)]
+    assert result["settings"]["samples"] == 5 and result["settings"]["num_prompts"] == 4
+    # the second turn's prompt holds the first turn, its answer and the new question
+    assert rows[1]["prompt_tokens"] > rows[0]["prompt_tokens"] + len("Now a limerick.")
+    assert set(result["per_category"]) == {"writing", "math", "qa"}
+    for cat in result["per_category"].values():
+        assert all(m["exact"] for m in cat.values())
+
+
+def test_refuses_another_target(tiny_run):
+    with pytest.raises(UserError, match=r"trained on another target \(model.source: trained "
+                                        r"'random', requested 'embedded'"):
+        evaluate(tiny_run, {"num_prompts": 1}, model=["smollm2-135m"])
+    with pytest.raises(UserError, match="model.arch"):
+        evaluate(tiny_run, {"num_prompts": 1}, model=["tiny-qwen2"])
+
+
+def test_eval_results_reach_wandb_summary_and_table(tiny_run):
+    logged = {}
+
+    class Run:
+        summary: dict = {}
+
+        def log(self, data):
+            logged.update(data)
+
+    from specbench.tracking import RunTracker
+
+    tracker = RunTracker.__new__(RunTracker)
+    tracker.wandb_run = Run()
+    result = evaluate(tiny_run, {"num_prompts": 2, "max_new_tokens": 4}, tracker=tracker)
+    s = Run.summary
+    assert s["decode/autoregressive/tau"] == 1.0
+    assert s["decode/medusa_chain/tau"] == result["overall"]["medusa_chain"]["tau"]
+    table = logged["decode/per_category"]
+    assert table.columns[:3] == ["category", "method", "tau"]
+    assert len(table.data) == 5 * (1 + len(result["per_category"]))
