@@ -1,0 +1,275 @@
+"""python -m specbench.compare on fake run directories built from the recorded experiments."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from specbench import compare as cmp
+from specbench.errors import UserError
+
+EXP = Path(__file__).resolve().parents[1] / "experiments"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def recorded(alg: str, name="summary.json") -> dict:
+    return json.loads((EXP / f"smollm2-{alg}-default" / name).read_text())
+
+
+def make_run(root: Path, name: str, alg="medusa", seed=None, lr=None, tree_tau=None,
+             settings=None, status=None, eval_json=True, lookahead=None, num_prompts=10) -> Path:
+    """A copy of a recorded run with edits; the fingerprint follows the controlled settings, and
+    eval.json settings are made equal across algorithms (the recorded ones used 10 vs 6 prompts).
+    ``tree_tau`` sets the tree's tau and drops the chain's to 1, so the tree is the best draft."""
+    d = root / name
+    shutil.copytree(EXP / f"smollm2-{alg}-default", d)
+    s = json.loads((d / "summary.json").read_text())
+    if seed is not None:
+        s["controlled"]["trainer"]["seed"] = seed
+    if lr is not None:
+        s["controlled"]["trainer"]["lr"] = lr
+    s["algorithm_config"].update(settings or {})
+    if status:
+        s["status"], s["error"] = status, "RuntimeError: loss is NaN"
+    blob = json.dumps(s["controlled"], sort_keys=True) + s["checklist"]["dataset_sha256"]
+    s["fingerprint"] = "da47dfdd0148" if seed is None and lr is None else \
+        hashlib.sha256(blob.encode()).hexdigest()[:12]
+    (d / "summary.json").write_text(json.dumps(s))
+    ev = json.loads((d / "eval.json").read_text())
+    ev["settings"].update(num_prompts=num_prompts, max_new_tokens=64)
+    if tree_tau is not None:
+        ev["overall"][f"{alg}_tree"]["tau"] = tree_tau
+        ev["overall"][f"{alg}_chain"]["tau"] = 1.0
+    if lookahead is not None:  # a baseline: never the best draft method
+        ev["overall"]["lookahead"] = dict(ev["overall"]["prompt_lookup"], tau=3.0,
+                                          speedup=lookahead)
+    (d / "eval.json").write_text(json.dumps(ev))
+    if not eval_json:
+        (d / "eval.json").unlink()
+    return d
+
+
+def read_csv(out: Path) -> list[dict]:
+    with open(out / "comparison.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_ranking_within_group(tmp_path):
+    sweep = tmp_path / "sweep"
+    make_run(sweep, "0-medusa", tree_tau=1.5)
+    make_run(sweep, "1-eagle3", alg="eagle3", tree_tau=1.6)
+    make_run(sweep, "2-medusa", settings={"num_heads": 3}, tree_tau=1.9)
+    res = cmp.compare([sweep], plots=False)
+    assert res["out"] == sweep / "comparison"
+    [g] = res["groups"]
+    assert g["metric"] == "decoding tau"
+    assert [r["name"] for r in g["runs"]] == ["2-medusa", "1-eagle3", "0-medusa"]
+    rows = read_csv(res["out"])
+    assert [(r["rank"], r["run"], r["settings"]) for r in rows] == [
+        ("1", "2-medusa", "num_heads=3"), ("2", "1-eagle3", "-"), ("3", "0-medusa", "num_heads=4")]
+    assert float(rows[0]["score"]) == 1.9 and rows[0]["best_method"] == "tree"
+    md = (res["out"] / "comparison.md").read_text()
+    assert "Ranked by decoding tau" in md and "not comparable" not in md
+
+
+def test_different_decoding_settings_fall_back_to_tau_sim(tmp_path):
+    make_run(tmp_path / "runs", "medusa", num_prompts=10)
+    make_run(tmp_path / "runs", "eagle3", alg="eagle3", num_prompts=6)
+    res = cmp.compare([tmp_path / "runs"], out=tmp_path / "o", plots=False)
+    assert res["groups"][0]["metric"] == "tau_sim"
+    assert any("eval.num_prompts 6 vs 10" in n and "tau_sim" in n for n in res["notes"])
+    by_tau_sim = sorted(("medusa", "eagle3"),
+                        key=lambda a: -recorded(a)["eval_split"]["tau_sim"])
+    assert [r["name"] for r in res["groups"][0]["runs"]] == by_tau_sim
+
+
+def test_lr_mismatch_is_not_comparable(tmp_path, capsys):
+    make_run(tmp_path, "medusa", tree_tau=1.5)
+    make_run(tmp_path, "eagle3", alg="eagle3", tree_tau=1.6)
+    make_run(tmp_path, "medusa-lr", lr=0.001)
+    out = tmp_path / "cmp"
+    assert cmp.main([str(tmp_path), "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "not comparable: group 1 vs group 2: trainer.lr 0.003 vs 0.001" in printed
+    md = (out / "comparison.md").read_text()
+    assert "not comparable: group 1 vs group 2: trainer.lr 0.003 vs 0.001" in md
+    assert md.count("## Group ") == 2
+    rows = read_csv(out)
+    assert {(r["run"], r["group"], r["rank"]) for r in rows} == {
+        ("eagle3", "1", "1"), ("medusa", "1", "2"), ("medusa-lr", "2", "1")}
+    assert "warning" not in rows[0]
+
+
+def test_allow_mismatch_warning_column(tmp_path):
+    make_run(tmp_path, "medusa", tree_tau=1.5)
+    make_run(tmp_path, "eagle3", alg="eagle3", tree_tau=1.6)
+    make_run(tmp_path, "medusa-lr", lr=0.001, tree_tau=2.5)
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp", allow_mismatch=True, plots=False)
+    rows = {r["run"]: r for r in read_csv(res["out"])}
+    assert rows["medusa-lr"]["rank"] == "1"  # ranked together with the others
+    assert rows["medusa-lr"]["warning"] == "differs: trainer.lr 0.001 vs 0.003"
+    assert rows["medusa"]["warning"] == rows["eagle3"]["warning"] == "reference group"
+    md = (res["out"] / "comparison.md").read_text()
+    assert "All runs (--allow-mismatch)" in md and "WARNING: --allow-mismatch" in md
+    assert "| warning |" in md and "differs: trainer.lr 0.001 vs 0.003" in md
+
+
+@pytest.mark.parametrize("eagle_taus,verdict", [((1.60, 1.64), "within seed spread"),
+                                                ((1.90, 1.92), "significant")])
+def test_seed_repeats(tmp_path, eagle_taus, verdict):
+    for seed, tau in zip((0, 1, 2), (1.5, 1.6, 1.7)):
+        make_run(tmp_path, f"medusa-s{seed}", seed=seed, tree_tau=tau)
+    for seed, tau in zip((0, 1), eagle_taus):
+        make_run(tmp_path, f"eagle3-s{seed}", alg="eagle3", seed=seed, tree_tau=tau)
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
+    [g] = res["groups"]  # seeds differ, fingerprints differ, still one group
+    assert len(g["fingerprints"]) == 3 and not res["notes"]
+    configs = {c["config"]: c for c in g["configs"]}
+    m, e = configs["medusa"], configs["eagle3"]
+    assert (m["n"], m["seeds"]) == (3, [0, 1, 2])
+    assert m["mean"] == pytest.approx(1.6) and m["std"] == pytest.approx(0.1)
+    assert e["mean"] == pytest.approx(sum(eagle_taus) / 2)
+    assert e["std"] == pytest.approx(abs(eagle_taus[1] - eagle_taus[0]) / 2 ** 0.5)
+    assert g["verdict"].endswith(verdict)
+    md = (res["out"] / "comparison.md").read_text()
+    assert "1.600 ± 0.100 (n=3)" in md
+    assert f"{e['mean']:.3f} ± {e['std']:.3f} (n=2)" in md
+    assert f"top two: eagle3 vs medusa: decoding tau difference {e['mean'] - 1.6:.3f}" in md
+
+
+def test_csv_columns_and_values(tmp_path):
+    make_run(tmp_path, "medusa", tree_tau=1.5)
+    make_run(tmp_path, "eagle3", alg="eagle3", tree_tau=1.6)
+    s = json.loads((tmp_path / "medusa" / "summary.json").read_text())
+    s["train"].pop("flops", None)  # as in summaries written before train.flops existed
+    (tmp_path / "medusa" / "summary.json").write_text(json.dumps(s))
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
+    rows = read_csv(res["out"])
+    for col in ("group", "rank", "run", "algorithm", "settings", "fingerprint", "seed",
+                "trainable_params", "train_flops", "train_time_s", "train_tokens_per_s",
+                "final_train_loss", "eval_loss", "tau_sim", "chain_tau", "chain_speedup",
+                "tree_tau", "tree_speedup", "prompt_lookup_speedup", "exact", "tau_coding",
+                "medusa.num_heads", "eagle3.ttt_length"):
+        assert col in rows[0], col
+    e, m = rows  # eagle3 ranks first (tree tau 1.6 > 1.5)
+    rs, rm = recorded("eagle3"), recorded("medusa")
+    assert (e["run"], m["run"], e["rank"], m["rank"]) == ("eagle3", "medusa", "1", "2")
+    assert e["fingerprint"] == m["fingerprint"] == "da47dfdd0148"
+    assert int(e["trainable_params"]) == rs["train"]["trainable_params"]
+    assert int(m["trainable_params"]) == rm["train"]["trainable_params"]
+    assert float(e["train_flops"]) == rs["train"]["flops"]["total"]
+    assert m["train_flops"] == "-"
+    assert float(m["tree_tau"]) == 1.5 and float(m["chain_tau"]) == 1.0
+    speedup = recorded("medusa", "eval.json")["overall"]["medusa_tree"]["speedup"]
+    assert float(m["tree_speedup"]) == speedup
+    assert float(m["eval_loss"]) == rm["eval_split"]["loss"]
+    assert float(m["tau_sim"]) == rm["eval_split"]["tau_sim"]
+    cats = recorded("medusa", "eval.json")["per_category"]
+    c = sorted(cats)[0]
+    assert float(m[f"tau_{c}"]) == cats[c]["medusa_tree"]["tau"]
+    assert (m["medusa.num_heads"], m["eagle3.ttt_length"]) == ("4", "-")
+    assert e["eagle3.ttt_length"] == str(rs["algorithm_config"]["ttt_length"])
+    assert e["exact"] == m["exact"] == "yes"
+
+
+class _Html(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.rows, self.tags, self.urls = [], 0, set(), []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        a = dict(attrs)
+        self.rows += tag == "tr"
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        self.urls += [v for k, v in attrs if k in ("src", "href") and not v.startswith("data:")]
+
+
+def test_plots_and_self_contained_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        make_run(sweep, f"h4-s{seed}", seed=seed, tree_tau=1.5 + seed / 10)
+    make_run(sweep, "h3", settings={"num_heads": 3}, tree_tau=1.4, lookahead=1.2)
+    make_run(sweep, "eagle3", alg="eagle3", eval_json=False)
+    res = cmp.compare([sweep])
+    out = sweep / "comparison"
+    names = ["loss_curves.png", "acceptance.png", "tau_vs_param.png", "speedup.png"]
+    for name in names:
+        assert (out / name).read_bytes().startswith(PNG), name
+    md = (out / "comparison.md").read_text()
+    assert all(f"]({n})" in md for n in names)
+    assert res["groups"][0]["metric"] == "tau_sim"  # eagle3 has no eval.json
+    rows = {r["run"]: r for r in read_csv(out)}
+    assert rows["h3"]["best_method"] == "tree" and rows["h3"]["lookahead_speedup"] == "1.2"
+    assert rows["h4-s0"]["lookahead_speedup"] == "-"
+    page = _Html()
+    page.feed((out / "report.html").read_text())
+    assert len(page.imgs) == 4 and not page.urls
+    assert not page.tags & {"link", "script", "iframe"}
+    for src in page.imgs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
+    assert page.rows >= 1 + 4  # header + one row per run in the ranked table
+
+
+def test_failed_jobs_are_listed(tmp_path):
+    sweep = tmp_path / "sweep"
+    make_run(sweep, "0-medusa")
+    make_run(sweep, "1-medusa", status="failed")
+    (sweep / "2-eagle3" / ".hydra").mkdir(parents=True)  # a Hydra job that crashed early
+    (sweep / "sweep.json").write_text(json.dumps({"jobs": [
+        {"dir": "0-medusa", "status": "completed"},
+        {"dir": "3-medusa", "status": "failed", "error": "CUDA out of memory",
+         "overrides": ["algorithm.num_heads=9"]}]}))
+    res = cmp.compare([sweep], plots=False)
+    failed = {f["name"]: f for f in res["failed"]}
+    assert set(failed) == {"1-medusa", "2-eagle3", "3-medusa"}
+    assert failed["3-medusa"]["error"] == "CUDA out of memory"
+    assert [r["name"] for r in res["runs"]] == ["0-medusa"]
+    md = (res["out"] / "comparison.md").read_text()
+    assert "Failed or unfinished runs" in md
+    assert "| 3-medusa | failed | CUDA out of memory |" in md
+    assert "RuntimeError: loss is NaN" in md
+
+
+def test_errors(tmp_path, capsys):
+    assert cmp.main([str(tmp_path / "nope"), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and "summary.json" in err
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="contains no finished specbench runs"):
+        cmp.compare([tmp_path / "empty"], plots=False)
+    make_run(tmp_path, "bad", status="failed")
+    with pytest.raises(UserError, match="none of the runs given completed"):
+        cmp.compare([tmp_path / "bad"], plots=False)
+
+
+def test_default_out_for_single_runs_and_csv_format(tmp_path, monkeypatch, capsys):
+    a, b = make_run(tmp_path, "a"), make_run(tmp_path, "b", alg="eagle3")
+    monkeypatch.chdir(tmp_path)
+    assert cmp.main([str(a), str(b), "--no-plots", "--format", "csv"]) == 0
+    assert (tmp_path / "comparison" / "comparison.csv").is_file()
+    printed = capsys.readouterr().out
+    assert printed == (tmp_path / "comparison" / "comparison.csv").read_text()
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="chromium is not installed")
+def test_report_renders_in_chromium(tmp_path):
+    make_run(tmp_path, "medusa")
+    make_run(tmp_path, "eagle3", alg="eagle3")
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp")
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1200,2000",
+                    (res["out"] / "report.html").resolve().as_uri()],
+                   capture_output=True, timeout=120, check=False)
+    assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 20_000
