@@ -3,6 +3,11 @@
     python -m specbench                                  # Medusa on the embedded SmolLM2
     python -m specbench algorithm=medusa model=qwen2.5-7b
     python -m specbench -m algorithm.num_heads=2,3,4,5   # a multirun sweep
+    python -m specbench -m +experiment=medusa_vs_eagle3  # a preset sweep (conf/experiment/)
+
+In a multirun, a job that fails is recorded as failed in sweep.json and the sweep goes on; a job
+whose run directory already holds a completed run with the same config is skipped unless
+force=true (see specbench.sweep).
 """
 
 from __future__ import annotations
@@ -19,19 +24,30 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def app(cfg: DictConfig) -> None:
+def app(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
     from specbench.errors import UserError
 
+    hc = HydraConfig.get()
+    multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+    run_dir = Path(hc.runtime.output_dir)
     try:
         from specbench.fairness import check_algorithm_choice
+        from specbench.sweep import already_completed, move_aside
 
-        hc = HydraConfig.get()
         check_algorithm_choice(hc.runtime.choices.get("algorithm"))
         from specbench.trainer import train
 
-        run_dir = Path(hc.runtime.output_dir)
+        resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        if already_completed(run_dir, resolved) and not cfg.force:
+            print(f"[specbench] {run_dir} already holds this run, completed: skipped "
+                  "(force=true runs it again).")
+            return {"skipped": True, "run_dir": str(run_dir)}
+        if cfg.force and any(p.name != ".hydra" and p.suffix != ".log"
+                             and not p.name.startswith("previous-") for p in run_dir.iterdir()):
+            print(f"[specbench] force=true: earlier files moved to {move_aside(run_dir)}")
 
         def after_training(tracker) -> None:
             if cfg.export:
@@ -49,8 +65,11 @@ def app(cfg: DictConfig) -> None:
         summary = train(cfg, run_dir, after=after_training)
     except UserError as err:
         print(f"\nerror: {err}\n", file=sys.stderr)
+        if multirun:  # Hydra records the failed job (sweep.json) and runs the next one
+            raise
         sys.exit(2)
     _print_result(run_dir, summary)
+    return summary
 
 
 def _print_result(run_dir: Path, summary: dict) -> None:

@@ -201,6 +201,9 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     # Serving formats to export to at the end of a run (see specbench.export): vllm, sglang.
     export: list[str] = field(default_factory=list)
+    # Re-run a job whose run directory already holds a completed run with the same config
+    # (the old files move to <run dir>/previous-N/); without it such a job is skipped.
+    force: bool = False
 
 
 # Keys that never change the result of a run; left out of the fingerprint.
