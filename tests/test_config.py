@@ -136,3 +136,32 @@ def test_multirun_gives_each_job_its_own_run_and_one_fingerprint(tmp_path):
     assert summaries[0]["fingerprint"] == summaries[1]["fingerprint"]
     ids = {s["wandb"]["run_id"] for s in summaries}
     assert len(ids) == 2 and all(list((r / "wandb").glob("offline-run-*")) for r in runs)
+
+
+@pytest.mark.parametrize("name", ["medusa_vs_eagle3", "num_heads_sweep", "lr_matched",
+                                  "seed_repeat", "llama3_8b_seed_baseline",
+                                  "qwen25_7b_seed_baseline"])
+def test_experiment_presets_compose_as_sweeps(name):
+    """Every preset composes with the real configs, is a multirun into a fixed directory (so a
+    re-run skips finished jobs), and sweeps only algorithm settings or the declared grid."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from specbench.config import conf_dir, register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=[f"+experiment={name}"],
+                            return_hydra_config=True)
+    assert cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.hydra.sweep.dir == f"multirun/{name}"
+    params = dict(cfg.hydra.sweeper.params)
+    allowed = {"algorithm", "algorithm.num_heads", "trainer.lr", "trainer.seed"}
+    assert params and set(params) <= allowed, params
+    if name.endswith("seed_baseline"):
+        assert cfg.trainer.lr == 5e-5 and cfg.trainer.max_length == 2048
+        assert cfg.model.source.value == "hub" and not cfg.cache.enabled
+    else:
+        assert cfg.model.source.value == "embedded" and cfg.cache.enabled
