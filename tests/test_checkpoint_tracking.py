@@ -54,14 +54,53 @@ def test_interrupted_write_leaves_previous_checkpoint_intact(tmp_path, monkeypat
     assert (first / "draft.safetensors").read_bytes() == before
 
 
-def test_wandb_offline_run_is_written(tmp_path, conv_file):
+def _wandb_records(path):
+    """Records of an offline ``.wandb`` file (W&B's LevelDB-style log of protobuf records:
+    a 7-byte file header, 32 KiB blocks, 7-byte chunk headers)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, block, buf = path.read_bytes(), 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _, n, kind = struct.unpack("<IHB", data[pos: pos + 7])
+        buf += data[pos + 7: pos + 7 + n]
+        pos += 7 + n
+        if kind in (1, 4):  # a full record, or the last chunk of one
+            record = pb.Record()
+            record.ParseFromString(buf)
+            buf = b""
+            yield record
+
+
+def test_wandb_offline_run_holds_training_and_decoding(tmp_path, conv_file):
+    from specbench.evaluate import evaluate
     from specbench.trainer import train
 
     over = tiny_overrides(conv_file, **{"trainer.max_steps": 2, "tracker.mode": "offline"})
-    s = train(compose(over), tmp_path / "run")
+    run = tmp_path / "run"
+    s = train(compose(over), run, after=lambda tracker: evaluate(
+        run, {"num_prompts": 2, "max_new_tokens": 4}, tracker=tracker))
     assert s["wandb"]["mode"] == "offline" and s["wandb"]["run_id"]
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    files = list((run / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(files) == 1
+    records = list(_wandb_records(files[0]))
+    kinds = {}
+    for r in records:
+        kinds.setdefault(r.WhichOneof("record_type"), []).append(r)
+    meta = kinds["run"][0].run
+    assert meta.run_group == s["fingerprint"] and meta.job_type == "medusa"
+    metrics = {(m.metric.name or m.metric.glob_name): m.metric for m in kinds["metric"]}
+    assert metrics["*"].step_metric == "train/step"
+    assert metrics["eval/loss"].summary.min and metrics["eval/tau_sim"].summary.max
+    summary = {u.key: u.value_json for r in kinds["summary"] for u in r.summary.update}
+    assert float(summary["decode/autoregressive/tau"]) == 1.0
+    assert "decode/medusa_tree/speedup" in summary and "train/tau_sim" in summary
+    logged = {i.key or "/".join(i.nested_key) for r in kinds["history"] for i in r.history.item}
+    assert "decode/per_category/_type" in logged  # the per-category wandb.Table
 
 
 def test_wandb_failure_warns_and_local_files_continue(tmp_path, monkeypatch):

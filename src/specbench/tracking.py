@@ -45,8 +45,13 @@ class RunTracker:
                 tags=list(tracker_cfg.tags), id=resume_id, resume="allow" if resume_id else None,
                 reinit="finish_previous",
             )
+            # every curve against the optimizer step; summaries hold the final train figures
+            # and the best held-out ones, so W&B's runs table compares runs directly
             self.wandb_run.define_metric("train/step")
             self.wandb_run.define_metric("*", step_metric="train/step")
+            self.wandb_run.define_metric("eval/loss", step_metric="train/step", summary="min")
+            for name in ("eval/tau_sim", "eval/top1/*", "eval/top5/*"):
+                self.wandb_run.define_metric(name, step_metric="train/step", summary="max")
             self.wandb_info.update(run_id=self.wandb_run.id, dir=str(Path(self.wandb_run.dir)
                                                                     .parent.relative_to(
                                                                         self.run_dir.resolve())))
