@@ -273,3 +273,107 @@ def test_report_renders_in_chromium(tmp_path):
                     (res["out"] / "report.html").resolve().as_uri()],
                    capture_output=True, timeout=120, check=False)
     assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 20_000
+
+
+# ---------------------------------------------------------------------------------- --tune
+
+LR_TAUS = {("medusa", 0.001): (1.4, 1.5), ("medusa", 0.003): (1.8, 1.9),
+           ("medusa", 0.01): (1.6, 1.6), ("eagle3", 0.001): (1.5, 1.5),
+           ("eagle3", 0.003): (1.7, 1.7), ("eagle3", 0.01): (2.0, 2.2)}
+
+
+def lr_sweep(root: Path, taus=LR_TAUS, sweep_json=True) -> Path:
+    """medusa, eagle3 x trainer.lr x two seeds (decoding tau per seed), as lr_matched sweeps."""
+    for (alg, lr), ts in taus.items():
+        for seed, tau in enumerate(ts):
+            make_run(root, f"{alg}-lr{lr}-s{seed}", alg=alg, lr=lr, seed=seed, tree_tau=tau)
+    if sweep_json:
+        (root / "sweep.json").write_text(json.dumps({
+            "status": "completed", "sweep_overrides": ["+experiment=lr_matched"],
+            "sweeper_params": {"algorithm": "medusa,eagle3", "trainer.lr": "1e-3,3e-3,1e-2"},
+            "jobs": []}))
+    return root
+
+
+def test_tune_ranks_each_algorithm_at_its_best_lr(tmp_path, capsys):
+    sweep = lr_sweep(tmp_path / "lr_matched")
+    assert cmp.main([str(sweep), "--tune", "trainer.lr"]) == 0
+    printed = capsys.readouterr().out
+    res = cmp.compare([sweep], tune=["trainer.lr"])  # again, for the returned structure
+    [g] = res["groups"]  # the lr grid no longer splits the runs
+    assert len(g["runs"]) == 12 and len(g["fingerprints"]) == 6 and not res["notes"]
+    t = g["tuning"]
+    assert t["grid"] == [(0.001,), (0.003,), (0.01,)]
+    e, m = t["best"]  # eagle3 at lr 0.01 (mean 2.1) beats medusa at lr 0.003 (mean 1.85)
+    assert (e["config"], e["value"], e["n"]) == ("eagle3", (0.01,), 2)
+    assert e["mean"] == pytest.approx(2.1) and e["std"] == pytest.approx(0.2 / 2 ** 0.5)
+    assert (m["config"], m["value"]) == ("medusa", (0.003,))
+    assert m["mean"] == pytest.approx(1.85) and m["std"] == pytest.approx(0.1 / 2 ** 0.5)
+    assert e["tuned"] == "trainer.lr=0.01 (best of 0.001, 0.003, 0.01)"
+    assert m["tuned"] == "trainer.lr=0.003 (best of 0.001, 0.003, 0.01)"
+    assert t["verdict"].startswith("eagle3 vs medusa: decoding tau difference 0.250")
+    assert t["verdict"].endswith("significant")  # 0.25 > 0.141 + 0.071
+    cells = {(c["config"], c["value"][0]): c for c in t["cells"]}
+    assert len(cells) == 6 and [c for c in cells.values() if c["best"]] == [e["cells"][2],
+                                                                            m["cells"][1]]
+    assert cells[("medusa", 0.001)]["mean"] == pytest.approx(1.45)
+    assert cells[("eagle3", 0.003)]["mean"] == pytest.approx(1.7)
+    assert g["configs"] is t["best"] and g["verdict"] == t["verdict"]
+    md = (res["out"] / "comparison.md").read_text()
+    for text in ("Each algorithm config at its best trainer.lr (equal tuning budget)",
+                 "| 1 | eagle3 | trainer.lr=0.01 (best of 0.001, 0.003, 0.01) | 2.100 ± 0.141 "
+                 "(n=2)",
+                 "| 2 | medusa | trainer.lr=0.003 (best of 0.001, 0.003, 0.01) | 1.850 ± 0.071 "
+                 "(n=2)",
+                 "Every (config, trainer.lr)", "| medusa | 0.001 | 2 | 0 1 | 1.450 ± 0.071 (n=2)",
+                 "trainer.lr=0.003 (best)"):
+        assert text in md, text
+    for text in ("trainer.lr=0.01 (best of 0.001, 0.003, 0.01)", "2.100 ± 0.141 (n=2)",
+                 "top two: eagle3 vs medusa", "trainer.lr=0.003 (best)"):
+        assert text in printed, text
+    assert "not comparable" not in md and "Seed repeats" not in md
+    rows = read_csv(res["out"])
+    best = {(r["run"], r["trainer.lr"]) for r in rows if r["tuned_best"] == "yes"}
+    assert best == {("eagle3-lr0.01-s0", "0.01"), ("eagle3-lr0.01-s1", "0.01"),
+                    ("medusa-lr0.003-s0", "0.003"), ("medusa-lr0.003-s1", "0.003")}
+    assert (res["out"] / "tau_vs_tuned.png").read_bytes().startswith(PNG)
+
+
+def test_tune_unequal_grid_is_a_fairness_warning(tmp_path):
+    taus = {k: v for k, v in LR_TAUS.items() if k != ("eagle3", 0.01)}  # eagle3 lacks 0.01
+    res = cmp.compare([lr_sweep(tmp_path, taus)], out=tmp_path / "cmp", plots=False,
+                      tune=["trainer.lr"])
+    [g] = res["groups"]
+    m, e = g["tuning"]["best"]  # now medusa (1.85 at 0.003) beats eagle3 (1.7 at 0.003)
+    assert (m["config"], m["value"], e["config"], e["value"]) == (
+        "medusa", (0.003,), "eagle3", (0.003,))
+    assert e["missing"] == [(0.01,)] and m["missing"] == []
+    assert e["tuned"] == "trainer.lr=0.003 (best of 0.001, 0.003)"
+    [note] = res["notes"]
+    assert note.startswith("WARNING: unequal tuning budget (group 1): eagle3 has no completed "
+                           "run at trainer.lr=0.01 (the group's grid of trainer.lr: 0.001, "
+                           "0.003, 0.01)")
+    assert "WARNING: unequal tuning budget" in (res["out"] / "comparison.md").read_text()
+
+
+def test_without_tune_lr_groups_stay_separate(tmp_path):
+    sweep = lr_sweep(tmp_path / "lr_matched")
+    res = cmp.compare([sweep], plots=False)
+    assert len(res["groups"]) == 3 and all("tuning" not in g for g in res["groups"])
+    assert {tuple(sorted({r["controlled"]["trainer.lr"] for r in g["runs"]}))
+            for g in res["groups"]} == {(0.001,), (0.003,), (0.01,)}
+    assert sum(n.startswith("not comparable: ") and "trainer.lr" in n
+               for n in res["notes"]) == 3
+    hint = res["notes"][-1]  # the sweep swept trainer.lr: suggest --tune
+    assert hint.startswith("hint: the groups differ only in trainer.lr") and \
+        "--tune trainer.lr" in hint
+    other = lr_sweep(tmp_path / "plain", sweep_json=False)  # no record of a sweep: no hint
+    assert not any(n.startswith("hint:") for n in cmp.compare([other], plots=False)["notes"])
+
+
+def test_tune_errors(tmp_path, capsys):
+    make_run(tmp_path, "medusa")
+    for key, msg in (("trainer.seed", "repeat key"), ("algorithm.num_heads", "not controlled"),
+                     ("trainer.lrr", "did you mean trainer.lr")):
+        assert cmp.main([str(tmp_path), "--no-plots", "--tune", key]) == 2
+        assert msg in capsys.readouterr().err, key

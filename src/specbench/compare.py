@@ -4,6 +4,7 @@
     python -m specbench.compare outputs/run-a outputs/run-b --out cmp   # single runs
     python -m specbench.compare runs/ --allow-mismatch                  # one table, with warnings
     python -m specbench.compare runs/ --format csv > table.csv          # print CSV, not a table
+    python -m specbench.compare multirun/lr_matched --tune trainer.lr   # each algorithm at best lr
 
 Arguments are run directories (with a ``summary.json``) or directories holding runs at any depth
 (a sweep). Output goes to ``--out``; by default ``<sweep>/comparison/`` when the one argument is
@@ -27,6 +28,12 @@ Rules:
   For the top two settings by mean, the difference is 'significant' when
   ``|mean_a - mean_b| > std_a + std_b``, else 'within seed spread' (unknown when either has
   fewer than two seeds).
+- ``--tune KEY[,KEY...]`` (an equal tuning budget): those controlled keys are left out of the
+  grouping like the seed. Within a group, every algorithm config (algorithm + its settings)
+  should have runs at the same grid of values (a missing value is a fairness warning: unequal
+  tuning budget); for each config the value with the best mean ranking metric over seeds is
+  selected, and the configs are ranked at their best ('trainer.lr=0.003 (best of 0.001, 0.003,
+  0.01)'), with a sub-table of every (config, value).
 - Runs whose status is not ``completed``, jobs without a ``summary.json`` (Hydra job folders,
   or failed jobs listed in a ``sweep.json``) are listed as failed, with their error, and not
   ranked. Missing values are shown as '-'.
@@ -176,8 +183,8 @@ def collect(paths) -> tuple[list[dict], list[dict], Path | None]:
 
 # ---------------------------------------------------------------------------------- analysis
 
-def group_key(r: dict) -> str:
-    return json.dumps({k: v for k, v in r["controlled"].items() if k != REPEAT_KEY},
+def group_key(r: dict, ignore=(REPEAT_KEY,)) -> str:
+    return json.dumps({k: v for k, v in r["controlled"].items() if k not in ignore},
                       sort_keys=True, default=str)
 
 
@@ -186,12 +193,15 @@ def short(v) -> str:
     return s if len(s) <= 24 else s[:12] + "…"
 
 
-def differences(a: dict, b: dict) -> list[str]:
-    """'trainer.lr 0.003 vs 0.001' for each controlled key (seed aside) that differs."""
+def diff_keys(a: dict, b: dict, ignore=(REPEAT_KEY,)) -> list[str]:
     miss = object()
-    keys = sorted((set(a) | set(b)) - {REPEAT_KEY})
-    return [f"{k} {short(a.get(k, NA))} vs {short(b.get(k, NA))}" for k in keys
-            if a.get(k, miss) != b.get(k, miss)]
+    return [k for k in sorted((set(a) | set(b)) - set(ignore)) if a.get(k, miss) != b.get(k, miss)]
+
+
+def differences(a: dict, b: dict, ignore=(REPEAT_KEY,)) -> list[str]:
+    """'trainer.lr 0.003 vs 0.001' for each controlled key (seed aside) that differs."""
+    return [f"{k} {short(a.get(k, NA))} vs {short(b.get(k, NA))}"
+            for k in diff_keys(a, b, ignore)]
 
 
 def mean_std(xs) -> tuple:
@@ -224,23 +234,35 @@ def ranked(runs, metric) -> list[dict]:
                                        r["name"]))
 
 
+def config_key(r: dict) -> str:
+    """An algorithm config: the algorithm and its settings."""
+    return json.dumps([r["algorithm"], r["settings"]], sort_keys=True, default=str)
+
+
+def aggregate(rs, metric, label) -> dict:
+    """Runs of one config (and tuned value) over seeds: mean +- std of the metric and more."""
+    m, s, n = mean_std(score(r, metric) for r in rs)
+    return {"config": label(rs[0]), "runs": rs, "n": n, "mean": m, "std": s,
+            "seeds": sorted((r["seed"] for r in rs), key=str),
+            "tau_sim": mean_std(r["tau_sim"] for r in rs),
+            "eval_loss": mean_std(dig(r["summary"], "eval_split.loss") for r in rs)}
+
+
 def repeats(runs, metric, label) -> tuple[list[dict], str | None]:
     """Runs with identical algorithm settings aggregated over seeds, best mean first, and the
     verdict on the top two (see the module docstring for the rule)."""
     configs: dict[str, list] = {}
     for r in runs:
-        configs.setdefault(json.dumps([r["algorithm"], r["settings"]], sort_keys=True,
-                                      default=str), []).append(r)
-    rows = []
-    for rs in configs.values():
-        m, s, n = mean_std(score(r, metric) for r in rs)
-        rows.append({"config": label(rs[0]), "runs": rs, "n": n, "mean": m, "std": s,
-                     "seeds": sorted((r["seed"] for r in rs), key=str),
-                     "tau_sim": mean_std(r["tau_sim"] for r in rs),
-                     "eval_loss": mean_std(dig(r["summary"], "eval_split.loss") for r in rs)})
+        configs.setdefault(config_key(r), []).append(r)
+    rows = [aggregate(rs, metric, label) for rs in configs.values()]
     rows.sort(key=lambda c: (c["mean"] is None, -(c["mean"] or 0)))
+    return rows, top_two(rows, metric)
+
+
+def top_two(rows, metric) -> str | None:
+    """The verdict on the first two rows (best mean first): significant or within seed spread."""
     if len(rows) < 2 or rows[1]["mean"] is None:
-        return rows, None
+        return None
     a, b = rows[0], rows[1]
     diff = a["mean"] - b["mean"]
     if a["std"] is None or b["std"] is None:
@@ -249,8 +271,134 @@ def repeats(runs, metric, label) -> tuple[list[dict], str | None]:
         verdict = "significant"
     else:
         verdict = "within seed spread"
-    return rows, (f"{a['config']} vs {b['config']}: {metric} difference {diff:.3f}, seed "
-                  f"spread {fmt_num(a['std'], 3)} + {fmt_num(b['std'], 3)}: {verdict}")
+    return (f"{a['config']} vs {b['config']}: {metric} difference {diff:.3f}, seed "
+            f"spread {fmt_num(a['std'], 3)} + {fmt_num(b['std'], 3)}: {verdict}")
+
+
+# ---------------------------------------------------------------------------------- tuning
+
+def tuned_value(r: dict, tune) -> tuple:
+    """The run's values of the tuned keys (hashable: a list or dict value as its JSON)."""
+    return tuple(v if v is None or isinstance(v, (str, int, float, bool))
+                 else json.dumps(v, sort_keys=True, default=str)
+                 for v in (r["controlled"].get(k) for k in tune))
+
+
+def value_order(v: tuple):
+    """Sort key of a tuned value: numbers by size, anything else by its text, after numbers."""
+    return tuple((0, x, "") if isinstance(x, (int, float)) and not isinstance(x, bool)
+                 else (1, 0, json.dumps(x, default=str)) for x in v)
+
+
+def fmt_value(v: tuple) -> str:
+    return short(v[0]) if len(v) == 1 else "(" + ", ".join(short(x) for x in v) + ")"
+
+
+def fmt_tuned(tune, v: tuple) -> str:
+    """'trainer.lr=0.003' (several keys: space-separated)."""
+    return " ".join(f"{k}={short(x)}" for k, x in zip(tune, v))
+
+
+def tuning(runs, metric, tune, label) -> dict:
+    """Equal tuning budget within one group: every (config, tuned value) aggregated over seeds,
+    each config's best value (highest mean ``metric``; on a tie the first in the grid), the
+    configs ranked at their best, and what each config lacks of the group's grid."""
+    grid = sorted({tuned_value(r, tune) for r in runs}, key=value_order)
+    configs: dict[str, list] = {}
+    for r in runs:
+        configs.setdefault(config_key(r), []).append(r)
+    best = []
+    for rs in configs.values():
+        values = sorted({tuned_value(r, tune) for r in rs}, key=value_order)
+        mine = []
+        for v in values:
+            cell = aggregate([r for r in rs if tuned_value(r, tune) == v], metric, label)
+            cell.update(value=v, best=False)
+            mine.append(cell)
+        scored = [c for c in mine if c["mean"] is not None]
+        top = max(scored, key=lambda c: c["mean"]) if scored else None  # max keeps the first
+        for c in mine:
+            c["best"] = c is top
+            for r in c["runs"]:
+                r["tuned_best"] = c is top
+        row = dict(top) if top else dict(aggregate(rs, metric, label), value=None)
+        row.update(grid=values, missing=[v for v in grid if v not in values], cells=mine,
+                   tuned=(fmt_tuned(tune, top["value"]) if top else NA)
+                   + f" (best of {', '.join(fmt_value(v) for v in values)})")
+        best.append(row)
+    best.sort(key=lambda c: (c["mean"] is None, -(c["mean"] or 0)))
+    return {"keys": list(tune), "grid": grid, "best": best,
+            "cells": [c for b in best for c in b["cells"]], "verdict": top_two(best, metric)}
+
+
+def hydra_overrides(d: Path) -> list[str]:
+    """Keys a run's Hydra record says were swept or overridden (``.hydra/``)."""
+    keys = []
+    ov = d / ".hydra" / "overrides.yaml"
+    hy = d / ".hydra" / "hydra.yaml"
+    try:
+        import yaml
+
+        if ov.is_file():
+            keys += [str(o).split("=", 1)[0] for o in yaml.safe_load(ov.read_text()) or []]
+        if hy.is_file():
+            params = dig(yaml.safe_load(hy.read_text()), "hydra.sweeper.params")
+            keys += list(params or {})
+    except Exception:  # a hint only: an unreadable record gives none
+        pass
+    return keys
+
+
+def swept_keys(paths, runs) -> set[str]:
+    """Config keys the given sweeps swept: ``sweep.json``'s ``sweeper_params`` and its
+    comma-valued ``sweep_overrides``, and the runs' own Hydra records (``.hydra/``)."""
+    files = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            files |= set(p.rglob("sweep.json"))
+    for r in runs:
+        files |= {d / "sweep.json" for d in (r["dir"].parent, r["dir"].parent.parent)
+                  if (d / "sweep.json").is_file()}
+    keys = []
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict):
+            keys += list(data.get("sweeper_params") or {})
+            keys += [str(o).split("=", 1)[0] for o in data.get("sweep_overrides") or []
+                     if "," in str(o).split("=", 1)[-1]]
+    for r in runs:
+        keys += hydra_overrides(r["dir"])
+    return {k.lstrip("+~") for k in keys}
+
+
+def check_tune(tune, runs) -> list[str]:
+    """The --tune keys, validated against the runs' controlled keys."""
+    keys = list(dict.fromkeys(k.strip() for part in tune for k in str(part).split(",")))
+    if any(not k for k in keys):
+        raise UserError("--tune takes controlled keys separated by commas, e.g. "
+                        "--tune trainer.lr or --tune trainer.lr,trainer.warmup_ratio.")
+    known = sorted({k for r in runs for k in r["controlled"]})
+    for k in keys:
+        if k == REPEAT_KEY:
+            raise UserError(f"--tune {k}: the seed is already the repeat key (runs that differ "
+                            "only in seed are averaged). Tune another controlled key, e.g. "
+                            "trainer.lr.")
+        if k.startswith("algorithm."):
+            raise UserError(f"--tune {k}: algorithm settings are not controlled; runs with "
+                            "different algorithm settings are already compared as separate "
+                            "configs. --tune takes controlled keys, e.g. trainer.lr.")
+        if k not in known:
+            import difflib
+
+            near = difflib.get_close_matches(k, known, n=3)
+            raise UserError(f"--tune {k}: no run records a controlled key {k}"
+                            + (f" (did you mean {', '.join(near)}?)" if near else "")
+                            + ". Controlled keys look like trainer.lr, trainer.warmup_ratio, "
+                            "data.max_rows.")
+    return keys
 
 
 # ---------------------------------------------------------------------------------- formatting
@@ -308,18 +456,23 @@ def describe_settings(runs) -> dict:
     return out
 
 
-def run_columns(draft_methods, warning: bool) -> list[str]:
-    cols = ["rank", "run", "algorithm", "settings", "fingerprint", "seed", "params",
-            "train FLOPs", "train s", "train tok/s", "train loss", "eval loss", "tau_sim"]
+def run_columns(draft_methods, warning: bool, tune=()) -> list[str]:
+    cols = ["rank", "run", "algorithm", "settings", "fingerprint", "seed"]
+    cols += ["tuned"] if tune else []
+    cols += ["params", "train FLOPs", "train s", "train tok/s", "train loss", "eval loss",
+             "tau_sim"]
     for m in draft_methods:
         cols += [f"{m} tau", f"{m} speedup"]
     return cols + ["exact"] + (["warning"] if warning else [])
 
 
-def run_row(r, rank, draft_methods, warning=None) -> list[str]:
+def run_row(r, rank, draft_methods, warning=None, tune=()) -> list[str]:
     s, t = r["summary"], r["summary"].get("train") or {}
     row = [str(rank), r["name"], r["algorithm"], r["settings_str"], r["fingerprint"] or NA,
-           str(r["seed"]) if r["seed"] is not None else NA, fmt_big(t.get("trainable_params")),
+           str(r["seed"]) if r["seed"] is not None else NA]
+    row += [fmt_tuned(tune, tuned_value(r, tune)) + (" (best)" if r.get("tuned_best") else "")
+            ] if tune else []
+    row += [fmt_big(t.get("trainable_params")),
            fmt_big(dig(t, "flops.total")), fmt_num(t.get("train_time_s"), 0),
            fmt_num(t.get("tokens_per_s"), 0), fmt_num(t.get("final_loss"), 3),
            fmt_num(dig(s, "eval_split.loss"), 3), fmt_num(r["tau_sim"], 3)]
@@ -331,11 +484,26 @@ def run_row(r, rank, draft_methods, warning=None) -> list[str]:
 
 # ---------------------------------------------------------------------------------- the report
 
-def analyse(runs, allow_mismatch) -> tuple[list[dict], list[str]]:
-    """Groups of comparable runs (ranked), and the fairness notices."""
+def set_labels(runs) -> None:
+    """``settings_str``: the algorithm settings that vary between runs of that algorithm."""
+    settings = describe_settings(runs)
+    for r in runs:
+        vary = settings[r["algorithm"]][0]
+        r["settings_str"] = " ".join(f"{k}={short(r['settings'].get(k))}" for k in vary) or NA
+
+
+def config_label(r) -> str:
+    return r["algorithm"] + ("" if r["settings_str"] == NA else " " + r["settings_str"])
+
+
+def analyse(runs, allow_mismatch, tune=(), swept=frozenset()) -> tuple[list[dict], list[str]]:
+    """Groups of comparable runs (ranked), and the fairness notices. ``tune``: controlled keys
+    left out of the grouping, each config taken at its best value (see ``tuning``)."""
+    set_labels(runs)
+    ignore = (REPEAT_KEY, *tune)
     by_key: dict[str, list] = {}
     for r in runs:
-        by_key.setdefault(group_key(r), []).append(r)
+        by_key.setdefault(group_key(r, ignore), []).append(r)
     groups, notes = [], []
     for i, rs in enumerate(by_key.values(), start=1):
         metric = rank_metric(rs)
@@ -344,19 +512,34 @@ def analyse(runs, allow_mismatch) -> tuple[list[dict], list[str]]:
                        "fingerprints": fps, "controlled": rs[0]["controlled"]})
         for r in rs:
             r["group"] = i
+        if tune:
+            t = groups[-1]["tuning"] = tuning(rs, metric, tune, config_label)
+            grid = ", ".join(fmt_value(v) for v in t["grid"])
+            for b in t["best"]:
+                if b["missing"]:
+                    notes.append(
+                        f"WARNING: unequal tuning budget (group {i}): {b['config']} has no "
+                        f"completed run at {', '.join(fmt_tuned(tune, v) for v in b['missing'])}"
+                        f" (the group's grid of {', '.join(tune)}: {grid}). Its best is picked "
+                        f"from {len(b['grid'])} value(s), another config's from up to "
+                        f"{len(t['grid'])}: more tries favour the config that had them. Run the "
+                        "missing values, or leave the extra runs out of the comparison.")
         if metric == "tau_sim" and all(r["decode_tau"] is not None for r in rs):
             diff = {d for r in rs for d in differences(flatten(eval_settings(rs[0]), "eval."),
                                                        flatten(eval_settings(r), "eval."))}
             notes.append(f"group {i}: the runs' eval.json were decoded with different settings "
                          f"({'; '.join(sorted(diff))}): ranked by held-out tau_sim instead of "
                          "decoding tau. Re-run python -m specbench.evaluate with equal settings.")
+    differing = set()
     for a in groups:
         for b in groups[a["id"]:]:
-            diff = differences(a["controlled"], b["controlled"])
+            diff = differences(a["controlled"], b["controlled"], ignore)
+            differing |= set(diff_keys(a["controlled"], b["controlled"], ignore))
             notes.append(f"not comparable: group {a['id']} vs group {b['id']}: " + "; ".join(diff))
         seeds: dict = {}
-        for r in a["runs"]:
-            seeds.setdefault(str(r["seed"]), set()).add(r["fingerprint"])
+        for r in a["runs"]:  # one fingerprint per (seed, tuned value) expected
+            seeds.setdefault(json.dumps([r["seed"], *tuned_value(r, tune)], default=str),
+                             set()).add(r["fingerprint"])
         if any(len(f) > 1 for f in seeds.values()):
             notes.append(f"note: group {a['id']} has equal controlled settings but different "
                          f"fingerprints {', '.join(a['fingerprints'])} (recorded by different "
@@ -366,10 +549,18 @@ def analyse(runs, allow_mismatch) -> tuple[list[dict], list[str]]:
         for g in groups:
             for r in g["runs"]:
                 r["warning"] = "reference group" if g is ref else \
-                    "differs: " + "; ".join(differences(g["controlled"], ref["controlled"]))
+                    "differs: " + "; ".join(differences(g["controlled"], ref["controlled"],
+                                                        ignore))
         notes.insert(0, f"WARNING: --allow-mismatch: runs with different controlled settings "
                         f"are ranked together; the warning column names what differs from "
                         f"group {ref['id']} (the largest).")
+    configs = {config_key(r) for r in runs}
+    if not tune and differing and len(configs) > 1 and all(
+            k.startswith("trainer.") and k in swept for k in differing):
+        keys = ",".join(sorted(differing))
+        notes.append(f"hint: the groups differ only in {keys}, which the sweep varied (a "
+                     f"hyperparameter grid?). To rank each algorithm config at its best value "
+                     f"over the same grid (an equal tuning budget), add --tune {keys}.")
     return groups, notes
 
 
@@ -377,12 +568,10 @@ def table(title, headers, rows, note=None) -> tuple:
     return ("table", title, headers, rows, note)
 
 
-def build_blocks(runs, groups, notes, failed, allow_mismatch) -> list[tuple]:
+def build_blocks(runs, groups, notes, failed, allow_mismatch, tune=()) -> list[tuple]:
     settings = describe_settings(runs)
-    for r in runs:
-        vary = settings[r["algorithm"]][0]
-        r["settings_str"] = " ".join(f"{k}={short(r['settings'].get(k))}" for k in vary) or NA
-    label = lambda r: r["algorithm"] + ("" if r["settings_str"] == NA else " " + r["settings_str"])
+    set_labels(runs)
+    label = config_label
     drafts = [m for m in method_order(runs) if m not in BASELINES]
     compact = lambda d: " ".join(f"{k}={short(v)}" for k, v in d.items()) or NA
     shared = "; ".join(f"{alg} (all runs): {compact(fixed)}"
@@ -393,22 +582,50 @@ def build_blocks(runs, groups, notes, failed, allow_mismatch) -> list[tuple]:
                     f"grouping). Ranked by decoding tau of each run's best draft method when "
                     f"every run of a group has an eval.json decoded with equal settings, else "
                     f"by held-out tau_sim.")]
+    keys = ", ".join(tune)
+    if tune:
+        blocks.append(("p", f"--tune {','.join(tune)} (an equal tuning budget): {keys} "
+                            f"{'is' if len(tune) == 1 else 'are'} left out of the grouping "
+                            f"like the seed; each algorithm config is taken "
+                            f"at its best {keys} (highest mean ranking metric over seeds) and "
+                            f"the configs are ranked at their best."))
     blocks += [("notice", n) for n in notes]
     if allow_mismatch and len(groups) > 1:
         metric = rank_metric(runs)
-        rows = [run_row(r, i, drafts, r.get("warning", "")) for i, r in
+        rows = [run_row(r, i, drafts, r.get("warning", ""), tune) for i, r in
                 enumerate(ranked(runs, metric), start=1)]
         blocks.append(("h2", f"All runs (--allow-mismatch), ranked by {metric}"))
-        blocks.append(table("", run_columns(drafts, True), rows, shared))
+        blocks.append(table("", run_columns(drafts, True, tune), rows, shared))
     for g in groups:
         rs = g["runs"]
         blocks.append(("h2", f"Group {g['id']}: fingerprint {', '.join(g['fingerprints'])}"))
+        if tune:
+            t, metric = g["tuning"], g["metric"]
+            rows = [[str(i), b["config"], b["tuned"], fmt_ms(b["mean"], b["std"], b["n"]),
+                     fmt_ms(*b["tau_sim"]), fmt_ms(*b["eval_loss"]),
+                     " ".join(map(str, b["seeds"])) or NA] for i, b in
+                    enumerate(t["best"], start=1)]
+            blocks.append(table(f"Each algorithm config at its best {keys} (equal tuning "
+                                f"budget), ranked by {metric}",
+                                ["rank", "config", "tuned", f"{metric} (mean ± std)", "tau_sim",
+                                 "eval loss", "seeds"], rows,
+                                t["verdict"] and f"top two: {t['verdict']}"))
+            rows = [[c["config"], fmt_value(c["value"]), str(len(c["runs"])),
+                     " ".join(map(str, c["seeds"])), fmt_ms(c["mean"], c["std"], c["n"]),
+                     fmt_ms(*c["tau_sim"]), fmt_ms(*c["eval_loss"]),
+                     "best" if c["best"] else ""] for c in t["cells"]]
+            blocks.append(table(f"Every (config, {keys}) (mean ± sample std over seeds)",
+                                ["config", keys, "runs", "seeds", metric, "tau_sim",
+                                 "eval loss", "selected"], rows))
         if not (allow_mismatch and len(groups) > 1):
-            rows = [run_row(r, i, drafts) for i, r in enumerate(rs, start=1)]
-            blocks.append(table(f"Ranked by {g['metric']}", run_columns(drafts, False), rows,
-                                shared))
-        configs, verdict = repeats(rs, g["metric"], label)
-        if any(c["n"] > 1 for c in configs):
+            rows = [run_row(r, i, drafts, tune=tune) for i, r in enumerate(rs, start=1)]
+            blocks.append(table(f"Ranked by {g['metric']}" + (" (every run)" if tune else ""),
+                                run_columns(drafts, False, tune), rows, shared))
+        if tune:
+            configs, verdict = g["tuning"]["best"], g["tuning"]["verdict"]
+        else:
+            configs, verdict = repeats(rs, g["metric"], label)
+        if not tune and any(c["n"] > 1 for c in configs):
             rows = [[c["config"], str(len(c["runs"])), " ".join(map(str, c["seeds"])),
                      fmt_ms(c["mean"], c["std"], c["n"]), fmt_ms(*c["tau_sim"]),
                      fmt_ms(*c["eval_loss"])] for c in configs]
@@ -439,12 +656,13 @@ def short_error(e) -> str:
     return e if len(e) <= 200 else e[:200] + "…"
 
 
-def csv_rows(runs, groups, allow_mismatch) -> tuple[list[str], list[list]]:
+def csv_rows(runs, groups, allow_mismatch, tune=()) -> tuple[list[str], list[list]]:
     methods = method_order(runs)
     cats = sorted({c for r in runs for c in r["categories"]})
     algkeys = sorted({f"{r['algorithm']}.{k}" for r in runs for k in r["settings"]})
-    cols = ["group", "rank", "run", "status", "algorithm", "settings", "fingerprint", "seed",
-            "trainable_params", "train_flops", "train_time_s", "train_tokens_per_s",
+    cols = ["group", "rank", "run", "status", "algorithm", "settings", "fingerprint", "seed"]
+    cols += [*tune, "tuned_best"] if tune else []
+    cols += ["trainable_params", "train_flops", "train_time_s", "train_tokens_per_s",
             "final_train_loss", "eval_loss", "tau_sim", "rank_metric", "score", "best_method"]
     cols += [f"{m}_{x}" for m in methods for x in ("tau", "speedup")]
     cols += ["exact"] + [f"tau_{c}" for c in cats] + algkeys
@@ -457,7 +675,9 @@ def csv_rows(runs, groups, allow_mismatch) -> tuple[list[str], list[list]]:
         for i, r in enumerate(g["runs"], start=1):
             s, t = r["summary"], r["summary"].get("train") or {}
             row = [r["group"], i, r["name"], r["status"], r["algorithm"], r["settings_str"],
-                   r["fingerprint"], r["seed"], t.get("trainable_params"), dig(t, "flops.total"),
+                   r["fingerprint"], r["seed"]]
+            row += [*tuned_value(r, tune), "yes" if r.get("tuned_best") else "no"] if tune else []
+            row += [t.get("trainable_params"), dig(t, "flops.total"),
                    t.get("train_time_s"), t.get("tokens_per_s"), t.get("final_loss"),
                    dig(s, "eval_split.loss"), r["tau_sim"], g["metric"], score(r, g["metric"]),
                    r["best_method"]]
@@ -474,7 +694,7 @@ def csv_rows(runs, groups, allow_mismatch) -> tuple[list[str], list[list]]:
 
 # ---------------------------------------------------------------------------------- plots
 
-def make_plots(runs, groups, out: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+def make_plots(runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]], list[str]]:
     """PNG plots in ``out``; returns (title, path) for each written and a note for each skipped."""
     try:
         import matplotlib
@@ -518,11 +738,38 @@ def make_plots(runs, groups, out: Path) -> tuple[list[tuple[str, Path]], list[st
     else:
         skipped.append("acceptance plot skipped: no eval_split.top1 in any summary.json")
 
-    swept = [(alg, k) for alg, (vary, _) in describe_settings(runs).items() for k in vary]
+    if tune:  # the tuning curves, then each config at its best value only
+        fig, axes = plt.subplots(len(groups), 1, figsize=(8, 4.5 * len(groups)), squeeze=False)
+        for ax, g in zip(axes[:, 0], groups):
+            t = g["tuning"]
+            numeric = len(tune) == 1 and all(isinstance(v[0], (int, float)) and not
+                                             isinstance(v[0], bool) for v in t["grid"])
+            pos = {v: (v[0] if numeric else i) for i, v in enumerate(t["grid"])}
+            for b in t["best"]:
+                pts = [(pos[c["value"]], c["mean"], c["std"] or 0) for c in b["cells"]
+                       if c["mean"] is not None]
+                if pts:
+                    line = ax.errorbar(*zip(*pts), marker="o", capsize=3, label=b["config"])
+                    if b["value"] is not None:
+                        ax.plot([pos[b["value"]]], [b["mean"]], marker="*", markersize=14,
+                                color=line[0].get_color())
+            xs = [x for x in pos.values()]
+            if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:
+                ax.set_xscale("log")
+            ax.set_xticks(xs, [fmt_value(v) for v in t["grid"]])
+            ax.minorticks_off()
+            ax.set(xlabel=", ".join(tune), ylabel=g["metric"],
+                   title=f"{g['metric']} vs {', '.join(tune)}" + (f" (group {g['id']})" if multi
+                                                                 else "")
+                   + "; mean ± std over seeds, * = selected")
+            ax.legend(fontsize=7)
+        save(fig, "tau_vs_tuned.png", "tau vs the tuned key (equal tuning budget)")
+    param_runs = [r for r in runs if r.get("tuned_best")] if tune else runs
+    swept = [(alg, k) for alg, (vary, _) in describe_settings(param_runs).items() for k in vary]
     if swept:
         fig, axes = plt.subplots(len(swept), 1, figsize=(8, 4 * len(swept)), squeeze=False)
         for ax, (alg, key) in zip(axes[:, 0], swept):
-            rs = [r for r in runs if r["algorithm"] == alg]
+            rs = [r for r in param_runs if r["algorithm"] == alg]
             xs = sorted({json.dumps(r["settings"].get(key), default=str) for r in rs})
             values = [json.loads(x) for x in xs]
             numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
@@ -545,7 +792,8 @@ def make_plots(runs, groups, out: Path) -> tuple[list[tuple[str, Path]], list[st
                                     label=name + (f", group {g}" if multi else ""))
             ax.set_xticks(list(pos.values()), [str(v) for v in values])
             ax.set(xlabel=f"algorithm.{key} ({alg})", ylabel="tau",
-                   title=f"tau vs {key} ({alg}; mean ± std over seeds)")
+                   title=f"tau vs {key} ({alg}; mean ± std over seeds"
+                   + (f"; each at its best {', '.join(tune)})" if tune else ")"))
             ax.legend(fontsize=7)
         save(fig, "tau_vs_param.png", "tau vs the swept parameter")
     else:
@@ -664,8 +912,9 @@ def print_blocks(blocks, file=None) -> None:
 
 # ---------------------------------------------------------------------------------- entry points
 
-def compare(paths, out=None, allow_mismatch=False, plots=True) -> dict:
-    """Write comparison.md, comparison.csv, the plots and report.html; return what was found."""
+def compare(paths, out=None, allow_mismatch=False, plots=True, tune=()) -> dict:
+    """Write comparison.md, comparison.csv, the plots and report.html; return what was found.
+    ``tune``: controlled keys to select each algorithm config's best value of (``--tune``)."""
     runs, failed, sweep = collect(paths)
     done = [r for r in runs if r["status"] == "completed"]
     failed = [{"name": r["name"], "status": r["status"], "error": r["error"]}
@@ -676,15 +925,17 @@ def compare(paths, out=None, allow_mismatch=False, plots=True) -> dict:
                         + "). Finish them (trainer.resume=true) or pass completed runs.")
     out = Path(out) if out else (sweep / "comparison" if sweep else Path("comparison"))
     out.mkdir(parents=True, exist_ok=True)
-    groups, notes = analyse(done, allow_mismatch)
-    blocks = build_blocks(done, groups, notes, failed, allow_mismatch)
-    written, skipped = make_plots(done, groups, out) if plots else ([], [])
+    tune = tuple(check_tune(tune, done)) if tune else ()
+    swept = set() if tune else swept_keys(paths, done)
+    groups, notes = analyse(done, allow_mismatch, tune, swept)
+    blocks = build_blocks(done, groups, notes, failed, allow_mismatch, tune)
+    written, skipped = make_plots(done, groups, out, tune) if plots else ([], [])
     if written or skipped:
         blocks.append(("h2", "Plots"))
         blocks += [("img", title, path) for title, path in written]
         blocks += [("p", s) for s in skipped]
     (out / "comparison.md").write_text(to_markdown(blocks))
-    cols, rows = csv_rows(done, groups, allow_mismatch)
+    cols, rows = csv_rows(done, groups, allow_mismatch, tune)
     with open(out / "comparison.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -706,9 +957,14 @@ def main(argv=None) -> int:
     p.add_argument("--format", choices=["table", "markdown", "csv"], default="table",
                    help="what to print: a table (default), the markdown or the CSV")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--tune", metavar="KEY[,KEY...]", action="append", default=[],
+                   help="an equal tuning budget: leave these controlled keys (e.g. trainer.lr) "
+                        "out of the grouping and rank each algorithm config at its best value "
+                        "of the same grid")
     args = p.parse_args(argv)
     try:
-        res = compare(args.paths, args.out, args.allow_mismatch, plots=not args.no_plots)
+        res = compare(args.paths, args.out, args.allow_mismatch, plots=not args.no_plots,
+                      tune=args.tune)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
