@@ -104,3 +104,24 @@ def test_eval_results_reach_wandb_summary_and_table(tiny_run):
     table = logged["decode/per_category"]
     assert table.columns[:3] == ["category", "method", "tau"]
     assert len(table.data) == 5 * (1 + len(result["per_category"]))
+
+
+def test_standalone_evaluation_logs_a_wandb_eval_run(tiny_run, capsys):
+    from specbench.evaluate import main
+
+    from .test_checkpoint_tracking import _wandb_records
+
+    before = set((tiny_run / "wandb").glob("offline-run-*")) if (tiny_run / "wandb").is_dir() \
+        else set()
+    assert main([str(tiny_run), "--num-prompts", "1", "--max-new-tokens", "3",
+                 "--tracker", "offline"]) == 0
+    assert "written:" in capsys.readouterr().out
+    new = set((tiny_run / "wandb").glob("offline-run-*")) - before
+    assert len(new) == 1
+    records = list(_wandb_records(next(next(iter(new)).glob("*.wandb"))))
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    fingerprint = json.loads((tiny_run / "summary.json").read_text())["fingerprint"]
+    assert run.job_type == "medusa-eval" and run.run_group == fingerprint
+    keys = {u.key for r in records if r.WhichOneof("record_type") == "summary"
+            for u in r.summary.update}
+    assert "decode/medusa_tree/tau" in keys

@@ -176,3 +176,24 @@ def test_flops_counter_formula():
     trained = sum(int(c[f"top1/{k}"][1]) for k in range(2))
     assert float(c["draft_flops"][0]) == trained * (6 * H * H + 6 * H * V)
     assert float(c["draft_flops"][1]) == B * L
+
+
+def test_tree_choices_are_configurable_and_checked():
+    from omegaconf import OmegaConf
+
+    from specbench.algorithms.medusa import Medusa, MedusaConfig, default_tree
+    from specbench.errors import UserError
+
+    head = torch.zeros(40, 8)
+    cfg = OmegaConf.structured(MedusaConfig(num_heads=2))
+    assert Medusa(cfg, 8, 40, head).tree_choices == default_tree(2, 32)
+    cfg.tree_size = 5
+    assert len(Medusa(cfg, 8, 40, head).tree_choices) == 5
+    cfg.tree_choices = [[0], [1], [0, 0]]
+    m = Medusa(cfg, 8, 40, head)
+    assert m.tree_choices == [(0,), (1,), (0, 0)]
+    assert m.proposer(tree=True).choices == [(0,), (1,), (0, 0)]
+    for bad in ([[0, 0]], [[0], [0, 0, 0]], [[0], [0]], [[-1]]):
+        cfg.tree_choices = bad
+        with pytest.raises(UserError, match="algorithm.tree_choices"):
+            Medusa(cfg, 8, 40, head)

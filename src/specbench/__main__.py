@@ -49,6 +49,8 @@ def app(cfg: DictConfig) -> dict:
                              and not p.name.startswith("previous-") for p in run_dir.iterdir()):
             print(f"[specbench] force=true: earlier files moved to {move_aside(run_dir)}")
 
+        decoded: dict = {}
+
         def after_training(tracker) -> None:
             if cfg.export:
                 from specbench.export import export_run
@@ -59,8 +61,9 @@ def app(cfg: DictConfig) -> dict:
                 from specbench.config import enum_value
                 from specbench.evaluate import evaluate, print_table
 
-                print_table(evaluate(run_dir, device=enum_value(cfg.trainer.device),
-                                     tracker=tracker))
+                decoded.update(evaluate(run_dir, device=enum_value(cfg.trainer.device),
+                                        tracker=tracker))
+                print_table(decoded)
 
         summary = train(cfg, run_dir, after=after_training)
     except UserError as err:
@@ -69,6 +72,15 @@ def app(cfg: DictConfig) -> dict:
             raise
         sys.exit(2)
     _print_result(run_dir, summary)
+    bad = [n for n, m in decoded.get("overall", {}).items() if not m["exact"]]
+    if bad and decoded["settings"]["dtype"] == "float32":
+        # lossless decoding in fp32 must reproduce greedy exactly: a mismatch is a bug
+        msg = (f"lossless decoding differed from greedy decoding in fp32 for {bad} (see "
+               f"{run_dir}/eval.json, per_prompt): a decoder bug, please report it.")
+        if multirun:
+            raise RuntimeError(msg)
+        print(f"\nerror: {msg}\n", file=sys.stderr)
+        sys.exit(1)
     return summary
 
 

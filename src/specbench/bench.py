@@ -2,6 +2,11 @@
 
     python -m specbench.bench                         # Medusa on the embedded SmolLM2
     python -m specbench.bench algorithm.lm_head=shared trainer.micro_batch_size=4
+    python -m specbench.bench --verify [--dtype=float32]   # decoding: verify-forward cost
+
+``--verify`` times what bounds a speculative decoder's speedup instead: one target forward over
+q new tokens on top of a KV cache (as a verify step does), for q = 1 (plain decoding) up to 64,
+interleaved, and prints each time relative to q = 1. Speedup is at most tau x t(1) / t(q).
 
 Prints tokens/s, analytic FLOPs per token and the achieved FLOP rate of (a) the frozen target
 forward alone and (b) a full training step (target forward + draft forward/backward +
@@ -25,8 +30,54 @@ from specbench.target import forward_flops_per_token, load_target
 from specbench.trainer import _make_accelerator, make_optimizer, to_fp32_params
 
 
+@torch.no_grad()
+def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5) -> int:
+    from transformers import DynamicCache
+
+    from specbench.decoding import _target_forward
+
+    try:
+        cfg = compose([f"model.dtype={dtype}", *argv])
+        target = load_target(cfg.model, device="cpu" if not torch.cuda.is_available()
+                             else "cuda")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model, device = target.model, target.device
+    g = torch.Generator().manual_seed(0)
+    prefix = torch.randint(0, target.config.vocab_size, (1, context), generator=g).to(device)
+    sizes = [1, 2, 4, 6, 8, 16, 32, 56, 64]
+    times: dict[int, list[float]] = {q: [] for q in sizes}
+    for rep in range(reps + 1):
+        for q in sizes:  # interleaved, so that drift hits every size alike
+            cache = DynamicCache()
+            _target_forward(model, prefix, cache, torch.arange(context, device=device)[None])
+            new = torch.randint(0, target.config.vocab_size, (1, q), generator=g).to(device)
+            pos = torch.arange(context, context + q, device=device)[None]
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            _target_forward(model, new, cache, pos)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if rep:  # the first round warms up
+                times[q].append(time.perf_counter() - t0)
+    base = statistics.median(times[1])
+    print(f"specbench bench --verify: {cfg.model.name} ({dtype}) on {device}, "
+          f"{torch.get_num_threads()} threads, {context} cached tokens, median of {reps}")
+    print(f"  {'new tokens q':>14s}{'ms':>9s}{'t(q)/t(1)':>11s}{'max speedup / tau':>19s}")
+    for q in sizes:
+        t = statistics.median(times[q])
+        print(f"  {q:14d}{1000 * t:9.1f}{t / base:11.2f}{base / t:19.2f}")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--verify" in argv:
+        argv.remove("--verify")
+        dtype = next((a.split("=", 1)[1] for a in argv if a.startswith("--dtype=")), "float32")
+        return verify_cost([a for a in argv if not a.startswith("--dtype=")], dtype)
     iters = 4
     for a in list(argv):
         if a.startswith("--iters="):

@@ -176,7 +176,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
         "prompt_lookup": lambda: PromptLookup(e.prompt_lookup_ngram, e.prompt_lookup_draft),
         "lookahead": lambda: Lookahead(la.level, la.window, la.guess),
         f"{alg}_chain": draft.proposer,
-        # Medusa: its static tree; EAGLE-3: the EAGLE-2 dynamic tree (top_k 8, depth 5, 32 nodes)
+        # Medusa: its static tree (algorithm.tree_choices); EAGLE-3: the EAGLE-2 dynamic tree
         f"{alg}_tree": lambda: draft.proposer(tree=True),
     }
     Lookahead(la.level, la.window, la.guess)  # a bad setting fails before any decoding
@@ -250,6 +250,24 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     return result
 
 
+def _eval_tracker(run_dir: Path, mode: str):
+    """A W&B run for a standalone evaluation: same group (fingerprint) as the training run,
+    job type ``<algorithm>-eval``, the run's recorded config."""
+    config_file = Path(run_dir) / "config.json"
+    if mode == "disabled" or not config_file.is_file():
+        return None
+    from specbench.tracking import RunTracker
+
+    config = json.loads(config_file.read_text())
+    tcfg = OmegaConf.create(config.get("tracker") or {"mode": "disabled"})
+    if mode != "run":
+        tcfg.mode = mode
+    if str(tcfg.get("mode", "disabled")) == "disabled":
+        return None
+    return RunTracker(Path(run_dir), tcfg, config, _recorded_fingerprint(run_dir) or "unknown",
+                      f"{config['algorithm']['name']}-eval")
+
+
 def _recorded_fingerprint(run_dir: Path) -> str | None:
     summary = run_dir / "summary.json"
     return json.loads(summary.read_text()).get("fingerprint") if summary.is_file() else None
@@ -285,6 +303,9 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="override the target dtype (fp32 makes any mismatch a failure)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--tracker", choices=["run", "offline", "online", "disabled"], default="run",
+                   help="W&B logging of the results as a run of job type <algorithm>-eval in "
+                        "the run's group (its fingerprint); 'run': the run's own tracker.mode")
     p.add_argument("--model", nargs="+", default=None, metavar="NAME_OR_OVERRIDE",
                    help="the target to evaluate under (a conf/model name or model.KEY=VALUE); "
                         "refused unless it is the run's own target")
@@ -292,11 +313,16 @@ def main(argv=None) -> int:
     prompts = EMBEDDED_PROMPTS if args.prompts == "embedded:" else args.prompts
     over = {"num_prompts": args.num_prompts, "max_new_tokens": args.max_new_tokens,
             "prompts": prompts, "dtype": args.dtype}
+    tracker = None
     try:
-        result = evaluate(args.run_dir, over, args.device, args.model)
+        tracker = _eval_tracker(args.run_dir, args.tracker)
+        result = evaluate(args.run_dir, over, args.device, args.model, tracker=tracker)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if tracker is not None:
+            tracker.finish()
     print_table(result)
     print(f"  written: {args.run_dir}/eval.json")
     bad = [n for n, m in result["overall"].items() if not m["exact"]]

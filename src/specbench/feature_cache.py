@@ -263,7 +263,7 @@ class FeatureCache:
         m = self.manifest
         size = self.size_on_disk()
         return {"enabled": True, "used": True, "built_now": self.built_now, "key": m["key"],
-                "path": str(self.path), "bytes": size, "tokens": m["tokens"],
+                "path": _home_relative(self.path), "bytes": size, "tokens": m["tokens"],
                 "bytes_per_token": size / max(1, m["tokens"]),
                 "feature_bytes_per_token": m["feature_bytes_per_token"],
                 "layers": m["layers"], "dtype": m["dtype"], "rows": m["rows"],
@@ -273,6 +273,15 @@ class FeatureCache:
 
     def close(self) -> None:
         self._handles.clear()
+
+
+def _home_relative(path: Path) -> str:
+    """The path as recorded in summary.json: ``~/...`` under the home directory, so that run
+    records carry no user-specific absolute path."""
+    try:
+        return "~/" + Path(path).resolve().relative_to(Path.home().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def read_manifest(path: Path) -> dict | None:

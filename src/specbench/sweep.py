@@ -13,6 +13,9 @@ Re-running a sweep into the same directory (``hydra.sweep.dir=...``; the experim
 it) skips every job whose run directory already holds a completed run with the same config.
 ``force=true`` re-runs them: the old run's files are moved into ``<run dir>/previous-N/``,
 never deleted or overwritten.
+
+Jobs are expected to run one after the other (Hydra's basic launcher, the default): sweep.json
+is read, updated and atomically replaced by each job, which parallel launchers could race on.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class SweepRecorder(Callback):
             if isinstance(value, dict) and value.get("skipped"):
                 entry["status"] = "skipped"
                 entry["note"] = "completed earlier with the same config (force=true re-runs it)"
-        summary = Path(entry["dir"]) / "summary.json"
+        summary = Path(hc.sweep.dir) / entry["dir"] / "summary.json"
         if summary.is_file():
             s = json.loads(summary.read_text())
             entry.update(algorithm=s.get("algorithm"), fingerprint=s.get("fingerprint"),
@@ -93,8 +96,11 @@ def _read(root: Path) -> dict:
 
 
 def _job_entry(hc, status: str) -> dict:
-    return {"num": hc.job.num, "overrides": list(hc.overrides.task),
-            "dir": str(Path(hc.runtime.output_dir)), "status": status, "error": None}
+    """``dir`` is relative to the sweep root when it lies below it (the usual case)."""
+    out, root = Path(hc.runtime.output_dir).resolve(), Path(hc.sweep.dir).resolve()
+    rel = out.relative_to(root).as_posix() if out.is_relative_to(root) else str(out)
+    return {"num": hc.job.num, "overrides": list(hc.overrides.task), "dir": rel,
+            "status": status, "error": None}
 
 
 def _update_job(root: Path, entry: dict) -> None:

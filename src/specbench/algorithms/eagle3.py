@@ -57,6 +57,11 @@ class Eagle3Config(AlgorithmConfig):
     intermediate_size: int | None = None
     num_attention_heads: int | None = None
     num_key_value_heads: int | None = None
+    # Decoding: the EAGLE-2 dynamic tree (expand tree_top_k per depth, tree_depth deep, keep
+    # the best tree_total_tokens by cumulative log-probability)
+    tree_top_k: int = 8
+    tree_depth: int = 5
+    tree_total_tokens: int = 32
 
 
 
@@ -256,6 +261,11 @@ class Eagle3(nn.Module):
         self.ttt_length = int(cfg.ttt_length)
         if self.ttt_length < 1:
             raise UserError(f"algorithm.ttt_length must be >= 1 (got {cfg.ttt_length}).")
+        self.tree = {k: int(cfg.get(f"tree_{k}", d)) for k, d in
+                     (("top_k", 8), ("depth", 5), ("total_tokens", 32))}
+        if min(self.tree.values()) < 1:
+            raise UserError(f"algorithm.tree_top_k, tree_depth and tree_total_tokens must be "
+                            f">= 1 (got {self.tree}).")
         self.decay = float(cfg.step_decay)
         self.attention = enum_value(cfg.attention)
         self.coverage = coverage
@@ -388,14 +398,16 @@ class Eagle3(nn.Module):
         h = hidden + attn.o_proj(out.transpose(1, 2).reshape(b, n, -1))
         return h + layer.mlp(layer.post_attention_layernorm(h))
 
-    def proposer(self, num_draft: int | None = None, tree: bool = False, top_k: int = 8,
-                 depth: int = 5, total_tokens: int = 32):
+    def proposer(self, num_draft: int | None = None, tree: bool = False,
+                 top_k: int | None = None, depth: int | None = None,
+                 total_tokens: int | None = None):
         """Drafting for the lossless decoder: a chain of autoregressive draft steps with the
         draft's own KV cache, feeding back its hidden states as in training; or (``tree``) the
         EAGLE-2 dynamic tree: expand the ``top_k`` best nodes per depth by cumulative
         log-probability, keep the best ``total_tokens``."""
-        if tree:
-            return Eagle3Tree(self, top_k, depth, total_tokens)
+        if tree:  # defaults: algorithm.tree_top_k, tree_depth, tree_total_tokens
+            return Eagle3Tree(self, top_k or self.tree["top_k"], depth or self.tree["depth"],
+                              total_tokens or self.tree["total_tokens"])
         return Eagle3Chain(self, num_draft or self.ttt_length)
 
     def draft_logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,10 @@ class MedusaConfig(AlgorithmConfig):
     lm_head: MedusaLmHead = MedusaLmHead.shared
     loss_decay: float = 0.8
     labels: MedusaLabels = MedusaLabels.self_distill
+    # Decoding: the static tree's paths of per-head ranks (e.g. [[0], [1], [0, 0]]); None: the
+    # default tree of tree_size nodes for this head count (see default_tree)
+    tree_choices: list[list[int]] | None = None
+    tree_size: int = 32
 
 
 class ResidualStack(nn.Module):
@@ -82,6 +86,7 @@ class Medusa(nn.Module):
         self.labels = enum_value(cfg.labels)
         self.shared = enum_value(cfg.lm_head) == "shared"
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
+        self.tree_choices = _tree_choices(cfg, self.num_heads)
         self.blocks = nn.ModuleList(ResidualStack(hidden_size, cfg.num_layers)
                                     for _ in range(cfg.num_heads))
         # The target's lm_head, frozen: labels for self-distillation, and the shared projection.
@@ -129,7 +134,7 @@ class Medusa(nn.Module):
         """Drafting for the lossless decoder: the top-1 token of each head (a chain), or a
         static tree of top-k candidates per head (``choices``: paths of per-head ranks)."""
         if tree:
-            return MedusaTree(self, choices or default_tree(self.num_heads))
+            return MedusaTree(self, choices or self.tree_choices)
         return MedusaChain(self, num_draft or self.num_heads)
 
     # ------------------------------------------------------------------------ the model
@@ -213,6 +218,26 @@ class MedusaChain:
 
     def accept(self, ids, n_new, out):
         self.h = out.final_hidden[0, -1]
+
+
+def _tree_choices(cfg, num_heads: int) -> list[tuple[int, ...]]:
+    from specbench.errors import UserError
+
+    choices = cfg.get("tree_choices")
+    if choices is None:
+        size = int(cfg.get("tree_size", 32))
+        if size < 1:
+            raise UserError(f"algorithm.tree_size={size} must be at least 1.")
+        return default_tree(num_heads, size)
+    paths = [tuple(int(r) for r in c) for c in choices]
+    bad = [p for p in paths if not p or len(p) > num_heads or min(p) < 0
+           or (len(p) > 1 and p[:-1] not in paths)]
+    if not paths or bad or len(set(paths)) != len(paths):
+        raise UserError(f"algorithm.tree_choices: every path must be a non-empty list of "
+                        f"per-head ranks (>= 0), at most num_heads={num_heads} long, listed "
+                        f"once, with its parent path listed too (bad: {bad or 'duplicates'}). "
+                        "Fix the list, or set it to null for the default tree.")
+    return paths
 
 
 def default_tree(num_heads: int, size: int = 32, topk: int = 10) -> list[tuple[int, ...]]:
