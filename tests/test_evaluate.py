@@ -125,3 +125,19 @@ def test_standalone_evaluation_logs_a_wandb_eval_run(tiny_run, capsys):
     keys = {u.key for r in records if r.WhichOneof("record_type") == "summary"
             for u in r.summary.update}
     assert "decode/medusa_tree/tau" in keys
+
+
+@pytest.mark.parametrize("override,message", [
+    ("eval.lookahead.level=2", "eval.lookahead.level >= 3"),
+    ("eval.num_prompts=0", "eval.num_prompts=0 must be at least 1"),
+    ("eval.prompts=missing.jsonl", "eval.prompts='missing.jsonl' does not exist"),
+])
+def test_bad_eval_settings_fail_before_training(override, message):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "specbench", override, "model=tiny-llama",
+                           "tracker.mode=disabled"], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1], timeout=300)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "train medusa" not in proc.stderr  # no training started

@@ -40,6 +40,10 @@ def app(cfg: DictConfig) -> dict:
         check_algorithm_choice(hc.runtime.choices.get("algorithm"))
         from specbench.trainer import train
 
+        if cfg.eval.enabled:
+            from specbench.evaluate import check_eval_settings
+
+            check_eval_settings(cfg.eval)
         resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         if already_completed(run_dir, resolved) and not cfg.force:
             print(f"[specbench] {run_dir} already holds this run, completed: skipped "

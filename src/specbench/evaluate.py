@@ -106,6 +106,17 @@ def _hub_rows(spec: str) -> list[dict]:
     return [dict(r) for r in ds]
 
 
+def check_eval_settings(e) -> None:
+    """Fail before training, not after it, on evaluation settings that cannot work."""
+    for key in ("num_prompts", "max_new_tokens", "prompt_lookup_ngram", "prompt_lookup_draft"):
+        if int(e[key]) < 1:
+            raise UserError(f"eval.{key}={e[key]} must be at least 1 (or set "
+                            "eval.enabled=false to skip the evaluation).")
+    Lookahead(e.lookahead.level, e.lookahead.window, e.lookahead.guess)
+    if e.prompts and not str(e.prompts).startswith("hub:"):
+        load_questions(e.prompts, 1)  # the file exists and its first rows parse
+
+
 def load_draft(run_dir: Path, cfg, target):
     weights = run_dir / "draft.safetensors"
     if not weights.is_file():
@@ -179,7 +190,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
         # Medusa: its static tree (algorithm.tree_choices); EAGLE-3: the EAGLE-2 dynamic tree
         f"{alg}_tree": lambda: draft.proposer(tree=True),
     }
-    Lookahead(la.level, la.window, la.guess)  # a bad setting fails before any decoding
+    check_eval_settings(e)
     per_prompt = []
     try:
         from tqdm import tqdm
