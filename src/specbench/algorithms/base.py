@@ -18,7 +18,8 @@ An algorithm is an ``nn.Module`` class with:
 - ``trainable_state_dict()`` / ``load_trainable_state_dict(sd)``: exactly the trained tensors
   (saved as safetensors; frozen tensors borrowed from the target are not saved);
 - ``from_state(cfg, target, state)``: rebuild a trained draft from its saved tensors;
-- ``proposer(num_draft=None)``: a chain proposer for the lossless decoder (``decoding.py``);
+- ``proposer(num_draft=None, tree=False)``: a chain (or tree) proposer for the lossless decoder
+  (``decoding.py``; see docs/adding-an-algorithm.md, section 9);
 - optionally ``describe()``: derived facts worth recording in ``summary.json`` (EAGLE-3: the
   draft vocabulary size and coverage, the aux layers, the derived draft config).
 """
@@ -55,7 +56,7 @@ class DraftAlgorithm(Protocol):
     @classmethod
     def from_state(cls, cfg, target, state: dict[str, torch.Tensor]) -> DraftAlgorithm: ...
 
-    def proposer(self, num_draft: int | None = None): ...
+    def proposer(self, num_draft: int | None = None, tree: bool = False): ...
 
 
 
