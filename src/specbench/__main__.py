@@ -49,9 +49,8 @@ def app(cfg: DictConfig) -> dict:
             print(f"[specbench] {run_dir} already holds this run, completed: skipped "
                   "(force=true runs it again).")
             return {"skipped": True, "run_dir": str(run_dir)}
-        if cfg.force and any(p.name != ".hydra" and p.suffix != ".log"
-                             and not p.name.startswith("previous-") for p in run_dir.iterdir()):
-            print(f"[specbench] force=true: earlier files moved to {move_aside(run_dir)}")
+        if cfg.force and (aside := move_aside(run_dir)) is not None:
+            print(f"[specbench] force=true: earlier files moved to {aside}")
 
         decoded: dict = {}
 

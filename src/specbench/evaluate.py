@@ -106,14 +106,15 @@ def _hub_rows(spec: str) -> list[dict]:
     return [dict(r) for r in ds]
 
 
-def check_eval_settings(e) -> None:
-    """Fail before training, not after it, on evaluation settings that cannot work."""
+def check_eval_settings(e, prompts: bool = True) -> None:
+    """Fail before training, not after it, on evaluation settings that cannot work
+    (``prompts``: also read the start of the prompts file)."""
     for key in ("num_prompts", "max_new_tokens", "prompt_lookup_ngram", "prompt_lookup_draft"):
         if int(e[key]) < 1:
             raise UserError(f"eval.{key}={e[key]} must be at least 1 (or set "
                             "eval.enabled=false to skip the evaluation).")
     Lookahead(e.lookahead.level, e.lookahead.window, e.lookahead.guess)
-    if e.prompts and not str(e.prompts).startswith("hub:"):
+    if prompts and e.prompts and not str(e.prompts).startswith("hub:"):
         load_questions(e.prompts, 1)  # the file exists and its first rows parse
 
 
@@ -175,6 +176,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
         cfg.model.dtype = enum_value(e.dtype)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_eval_settings(e, prompts=False)  # load_questions reads and checks the prompts
     questions = load_questions(e.prompts, e.num_prompts)
     target = load_target(cfg.model, device=device)
     draft = load_draft(run_dir, cfg, target)
@@ -190,7 +192,6 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
         # Medusa: its static tree (algorithm.tree_choices); EAGLE-3: the EAGLE-2 dynamic tree
         f"{alg}_tree": lambda: draft.proposer(tree=True),
     }
-    check_eval_settings(e)
     per_prompt = []
     try:
         from tqdm import tqdm

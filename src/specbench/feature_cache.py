@@ -69,14 +69,15 @@ BUILDS = {"count": 0}  # builds done in this process (tests assert reuse with it
 # ----------------------------------------------------------------------------------- layers
 
 
-def spec_entries(spec: FeatureSpec) -> list:
-    """A FeatureSpec as stored-layer entries: decoder-layer indices ascending, then FINAL."""
-    return sorted(set(int(i) for i in spec.layers)) + ([FINAL] if spec.final_hidden else [])
-
-
 def _order(entries) -> list:
-    ints = sorted({e for e in entries if e != FINAL})
+    """Stored-layer entries in storage order: decoder-layer indices ascending, then FINAL."""
+    ints = sorted({int(e) for e in entries if e != FINAL})
     return ints + ([FINAL] if FINAL in entries else [])
+
+
+def spec_entries(spec: FeatureSpec) -> list:
+    """The stored-layer entries a FeatureSpec reads."""
+    return _order(set(spec.layers) | ({FINAL} if spec.final_hidden else set()))
 
 
 def stored_layers(cache_cfg, spec: FeatureSpec, target_config) -> list:
@@ -208,9 +209,6 @@ class FeatureCache:
     def dtype(self) -> torch.dtype:
         return TORCH_DTYPES[self.manifest["dtype"]]
 
-    def covers(self, spec: FeatureSpec) -> bool:
-        return set(spec_entries(spec)) <= set(self.layers)
-
     def _handle(self, s: int):
         if s not in self._handles:
             from safetensors import safe_open
@@ -218,10 +216,6 @@ class FeatureCache:
             self._handles[s] = safe_open(str(self.path / self.manifest["shards"][s]["file"]),
                                          "pt")
         return self._handles[s]
-
-    def row_length(self, split: str, row: int) -> int:
-        _, start, end = self._index[split][row]
-        return end - start
 
     def features(self, split: str, rows: list[int], width: int, spec: FeatureSpec,
                  device=None) -> Features:
@@ -270,9 +264,6 @@ class FeatureCache:
                 "build_time_s": m["build_time_s"],
                 "build_time_this_run_s": m["build_time_s"] if self.built_now else 0.0,
                 "prepare_time_s": self.prepare_time_s}
-
-    def close(self) -> None:
-        self._handles.clear()
 
 
 def _home_relative(path: Path) -> str:

@@ -44,6 +44,27 @@ class Lookahead:
         self.level, self.window, self.guess, self.seed = level, window, guess, seed
         self.pool: dict[int, OrderedDict] = {}
         self.levels: list[list[int]] = []
+        self._layout()
+
+    def _layout(self) -> None:
+        """The window's fixed shape, built once: its cells (level j, column i) in input order
+        (level 0 from column 1, the root being its column 0; then levels 1.. fully), each
+        cell's offset from the root position, what it sees among [root, cells...], and which
+        cells are the last level (whose outputs make the next level)."""
+        w, n_levels = self.window, self.level - 1
+        self._cells = [(0, i) for i in range(1, w)] + [(j, i) for j in range(1, n_levels)
+                                                        for i in range(w)]
+        slot = {cell: k + 1 for k, cell in enumerate(self._cells)}  # 0 is the root
+        visible = torch.zeros(len(self._cells), len(self._cells) + 1, dtype=torch.bool)
+        for k, (j, i) in enumerate(self._cells):
+            visible[k, 0] = True
+            for c in range(1, i + 1):
+                visible[k, slot[(0, c)]] = True
+            for lv in range(1, j + 1):
+                visible[k, slot[(lv, i)]] = True
+        self._visible = visible
+        self._offsets = [i + j for j, i in self._cells]
+        self._last = [k for k, (j, _) in enumerate(self._cells) if j == n_levels - 1]
 
     def start(self, ids, out):
         # Initial guesses: tokens drawn from the prompt (deterministic); any guess is valid,
@@ -73,22 +94,9 @@ class Lookahead:
         return Tree(tokens, parents)
 
     def _side_branch(self) -> SideBranch:
-        """Lookahead tokens, their offsets from the root position, and what each sees among
-        [root, side tokens]."""
-        w, n_levels = self.window, self.level - 1
-        cells = [(0, i) for i in range(1, w)] + [(j, i) for j in range(1, n_levels)
-                                                  for i in range(w)]
-        slot = {cell: k + 1 for k, cell in enumerate(cells)}  # 0 is the root
-        visible = torch.zeros(len(cells), len(cells) + 1, dtype=torch.bool)
-        for k, (j, i) in enumerate(cells):
-            visible[k, 0] = True
-            for c in range(1, i + 1):
-                visible[k, slot[(0, c)]] = True
-            for lv in range(1, j + 1):
-                visible[k, slot[(lv, i)]] = True
-        tokens = [self.levels[j][i] for j, i in cells]
-        offsets = [i + j for j, i in cells]
-        return SideBranch(tokens, offsets, visible)
+        """The window's current guesses, laid out as ``_layout`` fixed."""
+        return SideBranch([self.levels[j][i] for j, i in self._cells], self._offsets,
+                          self._visible)
 
     def accept(self, ids, n_new, out):
         side = out.side_greedy  # greedy tokens after each side token
@@ -96,7 +104,7 @@ class Lookahead:
             return
         root = ids[-n_new - 1]  # the root of the step that produced these outputs
         n_levels = self.level - 1
-        new_level = [side[k] for k in self._last_slots()]
+        new_level = [side[k] for k in self._last]
         for i in range(self.window):
             first = root if i == 0 else self.levels[0][i]
             ngram = tuple(self.levels[j][i] for j in range(1, n_levels)) + (new_level[i],)
@@ -110,8 +118,3 @@ class Lookahead:
         # several tokens were accepted, the window's positions no longer line up with the new
         # root; the guesses are kept anyway (they only have to be plausible, never right).
         self.levels = self.levels[1:] + [new_level]
-
-    def _last_slots(self):
-        """Indices of the last level's cells among the side tokens (see ``_side_branch``)."""
-        first = (self.window - 1) + (self.level - 3) * self.window
-        return range(first, first + self.window)

@@ -128,15 +128,18 @@ def already_completed(run_dir: Path, resolved: dict) -> bool:
     return not resolved.get("eval", {}).get("enabled") or (run_dir / "eval.json").is_file()
 
 
-def move_aside(run_dir: Path) -> Path:
+def move_aside(run_dir: Path) -> Path | None:
     """Move an earlier run's files into ``run_dir/previous-N/`` (``force=true``), leaving
-    Hydra's own ``.hydra/`` and log of this job in place; returns the folder."""
+    Hydra's own ``.hydra/`` and log of this job in place; returns the folder, or None when
+    there was nothing to move."""
+    earlier = [e for e in run_dir.iterdir() if e.name != ".hydra" and e.suffix != ".log"
+               and not e.name.startswith("previous-")]
+    if not earlier:
+        return None
     n = 1
     while (aside := run_dir / f"previous-{n}").exists():
         n += 1
     aside.mkdir()
-    for entry in list(run_dir.iterdir()):
-        if entry.name != ".hydra" and entry.suffix != ".log" and not entry.name.startswith(
-                "previous-"):
-            entry.rename(aside / entry.name)
+    for entry in earlier:
+        entry.rename(aside / entry.name)
     return aside

@@ -172,20 +172,18 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
     if accelerator.is_main_process:
         print(fairness.parameter_tables(cfg, fp))
         print(f"[specbench] fingerprint {fp}  run dir {run_dir}")
+    spec = algo_cls.feature_spec(cfg.algorithm, target.config)
     fcache = None
-    if cfg.get("cache") is not None and cfg.cache.enabled:  # offline mode: see feature_cache.py
+    if cfg.cache.enabled:  # offline mode: see feature_cache.py
         from specbench.feature_cache import prepare
 
-        fcache = prepare(cfg, target, dataset,
-                         algo_cls.feature_spec(cfg.algorithm, target.config),
-                         verbose=accelerator.is_main_process)
+        fcache = prepare(cfg, target, dataset, spec, verbose=accelerator.is_main_process)
     n_train = len(dataset.train)
     steps_per_epoch = math.ceil(n_train / global_bs)
     total_steps = fairness.expected_steps(n_train, global_bs, tcfg.epochs, tcfg.max_steps)
     warmup = math.ceil(tcfg.warmup_ratio * total_steps)
 
     torch.manual_seed(tcfg.seed)
-    spec = algo_cls.feature_spec(cfg.algorithm, target.config)
     draft = to_fp32_params(algo_cls.build(cfg.algorithm, target, dataset), device)
     params = [p for p in draft.parameters() if p.requires_grad]
     if not params:
