@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specbench.algorithms.draft_vocab import build_draft_vocab
-from specbench.config import AlgorithmConfig, enum_value
+from specbench.config import AlgorithmConfig, at_least, enum_value, positive
 from specbench.errors import UserError
 from specbench.target import FeatureSpec, rope_theta_of
 
@@ -62,6 +62,43 @@ class Eagle3Config(AlgorithmConfig):
     tree_top_k: int = 8
     tree_depth: int = 5
     tree_total_tokens: int = 32
+
+    def __post_init__(self):
+        a = "algorithm"
+        for key in ("ttt_length", "draft_vocab_size", "intermediate_size", "num_attention_heads",
+                    "num_key_value_heads", "tree_top_k", "tree_depth", "tree_total_tokens"):
+            at_least(a, key, getattr(self, key), 1,
+                     "" if key in ("ttt_length",) or key.startswith("tree_")
+                     else "leave it unset (null) for the default")
+        positive(a, "step_decay", self.step_decay, "step k of training-time test is weighted "
+                 "step_decay^k")
+        if self.aux_layers is not None and (len(self.aux_layers) != 3
+                                            or min(self.aux_layers) < 0):
+            raise ValueError(f"algorithm.aux_layers={list(self.aux_layers)} must name 3 decoder "
+                             "layers of the target (0-based); leave it unset (null) for "
+                             "[1, n//2-1, n-4].")
+
+    def check_target(self, model) -> None:
+        arch = model.arch
+        if self.aux_layers is not None and max(self.aux_layers) >= arch.num_hidden_layers:
+            raise ValueError(f"algorithm.aux_layers={list(self.aux_layers)} must name layers of "
+                             f"the target, 0..{arch.num_hidden_layers - 1} "
+                             f"(model.arch.num_hidden_layers={arch.num_hidden_layers}).")
+        if self.draft_vocab_size is not None and self.draft_vocab_size > arch.vocab_size:
+            raise ValueError(f"algorithm.draft_vocab_size={self.draft_vocab_size} must be at "
+                             f"most the target's vocabulary, model.arch.vocab_size="
+                             f"{arch.vocab_size}.")
+        heads = self.num_attention_heads or arch.num_attention_heads
+        kv = self.num_key_value_heads or arch.num_key_value_heads
+        if self.num_attention_heads is not None and arch.hidden_size % heads:
+            raise ValueError(f"algorithm.num_attention_heads={heads} must divide "
+                             f"model.arch.hidden_size={arch.hidden_size}; leave it unset (null) "
+                             f"to copy the target's {arch.num_attention_heads}.")
+        if heads % kv:
+            raise ValueError(f"algorithm.num_key_value_heads={kv} must divide the draft's "
+                             f"attention heads, {heads} (algorithm.num_attention_heads, or the "
+                             "target's when unset); leave both unset (null) to copy the "
+                             "target's.")
 
 
 

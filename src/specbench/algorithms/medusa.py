@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specbench.config import AlgorithmConfig, enum_value
+from specbench.config import AlgorithmConfig, at_least, enum_value, positive
 from specbench.losses import linear_cross_entropy
 from specbench.target import Features, FeatureSpec
 
@@ -50,6 +50,14 @@ class MedusaConfig(AlgorithmConfig):
     # default tree of tree_size nodes for this head count (see default_tree)
     tree_choices: list[list[int]] | None = None
     tree_size: int = 32
+
+    def __post_init__(self):
+        at_least("algorithm", "num_heads", self.num_heads, 1)
+        at_least("algorithm", "num_layers", self.num_layers, 0,
+                 "0: each head is its vocabulary projection alone")
+        positive("algorithm", "loss_decay", self.loss_decay, "head k is weighted loss_decay^k; "
+                 "1.0 is the original unweighted sum")
+        at_least("algorithm", "tree_size", self.tree_size, 1)
 
 
 class ResidualStack(nn.Module):
