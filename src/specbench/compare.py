@@ -46,7 +46,9 @@ import base64
 import csv
 import html
 import json
+import math
 import os
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -61,12 +63,53 @@ NA = "-"
 
 # ---------------------------------------------------------------------------------- loading
 
-def read_json(path: Path):
+def json_type(v) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean"}.get(
+        type(v), "null" if v is None else "number")
+
+
+def read_json(path: Path, must_be_object=False):
+    """A JSON file's content; a damaged or mistyped file is a UserError naming it."""
+    fix = "Remove the run from the arguments, or re-run it."
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start}): the file "
+                        f"is damaged. {fix}") from None
     except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{path} could not be read as JSON ({err}). Remove the run from the "
-                        "arguments, or re-run it.") from None
+        raise UserError(f"{path} could not be read as JSON ({err}). {fix}") from None
+    if must_be_object and not isinstance(data, dict):
+        raise UserError(f"{path} holds a JSON {json_type(data)}, not an object (a dict of "
+                        f"fields): it was not written by specbench, or is damaged. {fix}")
+    return data
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """metrics.jsonl rows; a damaged file (not UTF-8, a row that is not a JSON object, the last
+    row cut off) is a UserError naming the line."""
+    fix = "The file is damaged: remove the run from the arguments, or re-run it."
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise UserError(f"{path} line {line} is not UTF-8 text (bad byte at offset "
+                        f"{err.start}). {fix}") from None
+    lines = text.split("\n")
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            cut = " (cut off: the file ends in the middle of a row)" if i == len(lines) else ""
+            raise UserError(f"{path} line {i} is not a JSON row{cut}: {err}. {fix}") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path} line {i} is a JSON {json_type(row)}, not a row of "
+                            f"metrics (an object). {fix}")
+        rows.append(row)
+    return rows
 
 
 def dig(d, path: str):
@@ -78,17 +121,81 @@ def dig(d, path: str):
     return d
 
 
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def leaves(v, path: str):
+    """(dotted path, value) of every value in nested dicts and lists."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from leaves(x, f"{path}.{k}")
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from leaves(x, f"{path}[{i}]")
+    else:
+        yield path, v
+
+
+def check_shape(d: Path, s: dict, cfg: dict, ev) -> None:
+    """The fields compare reads have the types it expects (else a UserError naming them)."""
+    bad = []
+    for key in ("controlled", "algorithm_config", "train", "eval_split", "checklist", "dataset"):
+        if s.get(key) is not None and not isinstance(s[key], dict):
+            bad.append(f"summary.json '{key}' is a JSON {json_type(s[key])}, not an object")
+    if cfg.get("algorithm") is not None and not isinstance(cfg["algorithm"], dict):
+        bad.append(f"config.json 'algorithm' is a JSON {json_type(cfg['algorithm'])}")
+    for key in ("tau_sim", "loss"):
+        v = dig(s, f"eval_split.{key}")
+        if v is not None and not is_number(v):
+            bad.append(f"summary.json eval_split.{key} is {v!r}, not a number")
+    top1 = dig(s, "eval_split.top1")
+    if top1 is not None and not (isinstance(top1, list) and all(map(is_number, top1))):
+        bad.append(f"summary.json eval_split.top1 is {short(top1)}, not a list of numbers")
+    if ev is not None:
+        for key in ("overall", "per_category", "settings"):
+            if ev.get(key) is not None and not isinstance(ev[key], dict):
+                bad.append(f"eval.json '{key}' is a JSON {json_type(ev[key])}, not an object")
+        for cat, ms in ((ev.get("per_category") or {}) if not bad else {}).items():
+            if not isinstance(ms, dict) or not all(isinstance(v, dict) for v in ms.values()):
+                bad.append(f"eval.json per_category.{cat} is not an object of methods")
+        for m, v in ((ev.get("overall") or {}) if not bad else {}).items():
+            if not isinstance(v, dict):
+                bad.append(f"eval.json overall.{m} is a JSON {json_type(v)}, not an object")
+                continue
+            bad += [f"eval.json overall.{m}.{k} is {v[k]!r}, not a number"
+                    for k in ("tau", "speedup") if v.get(k) is not None and not is_number(v[k])]
+    if bad:
+        raise UserError(f"{d}: {'; '.join(bad[:3])}. The run's files are not in the form "
+                        "specbench writes (damaged, or edited by hand): remove the run from the "
+                        "arguments, or re-run it.")
+
+
+def non_finite(r: dict) -> str | None:
+    """The first NaN or infinite metric of a run ('summary.json eval_split.loss = nan'), or None:
+    NaN loss means NaN weights, and then its accuracy figures (top-1, tau) mean nothing."""
+    ev = r["eval"] or {}
+    for where, v in (("summary.json train", r["summary"].get("train")),
+                     ("summary.json eval_split", r["summary"].get("eval_split")),
+                     ("eval.json overall", ev.get("overall")),
+                     ("eval.json per_category", ev.get("per_category"))):
+        for path, x in leaves(v, where):
+            if isinstance(x, float) and not math.isfinite(x):
+                return f"{path} = {x}"
+    return None
+
+
 def load_run(d: Path) -> dict:
-    s = read_json(d / "summary.json")
-    cfg = read_json(d / "config.json") if (d / "config.json").is_file() else {}
-    ev = read_json(d / "eval.json") if (d / "eval.json").is_file() else None
-    metrics = []
-    if (d / "metrics.jsonl").is_file():
-        for line in (d / "metrics.jsonl").read_text().splitlines():
-            try:
-                metrics.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # a row cut short by an interrupted run
+    """A run's files, read and checked (a UserError says what is wrong). A run that did not
+    complete is returned with its status and error only: its other files are not read."""
+    s = read_json(d / "summary.json", must_be_object=True)
+    r = {"dir": d, "name": d.name, "status": str(s.get("status", "?")), "error": s.get("error")}
+    if r["status"] != "completed":
+        return r
+    cfg = read_json(d / "config.json", True) if (d / "config.json").is_file() else {}
+    ev = read_json(d / "eval.json", True) if (d / "eval.json").is_file() else None
+    check_shape(d, s, cfg, ev)
+    metrics = read_metrics(d / "metrics.jsonl") if (d / "metrics.jsonl").is_file() else []
     controlled = s.get("controlled")
     if controlled is None and cfg:  # an old summary: take it from the resolved config
         from omegaconf import OmegaConf
@@ -98,13 +205,13 @@ def load_run(d: Path) -> dict:
     flat = flatten(controlled or {})
     flat["dataset.sha256"] = dig(s, "checklist.dataset_sha256") or dig(s, "dataset.sha256")
     flat["checklist.global_batch"] = dig(s, "checklist.global_batch")
-    alg = s.get("algorithm") or dig(cfg, "algorithm.name") or "?"
+    alg = str(s.get("algorithm") or dig(cfg, "algorithm.name") or "?")
     settings = {k: v for k, v in (s.get("algorithm_config") or cfg.get("algorithm") or {}).items()
                 if k != "name"}
-    r = {"dir": d, "name": d.name, "status": s.get("status", "?"), "error": s.get("error"),
-         "algorithm": alg, "fingerprint": s.get("fingerprint"), "settings": settings,
-         "controlled": flat, "seed": flat.get(REPEAT_KEY), "summary": s, "eval": ev,
-         "metrics": metrics, "methods": {}, "categories": {}}
+    fp = s.get("fingerprint")
+    r.update({"algorithm": alg, "fingerprint": None if fp is None else str(fp), "settings": settings,
+              "controlled": flat, "seed": flat.get(REPEAT_KEY), "summary": s, "eval": ev,
+              "metrics": metrics, "methods": {}, "categories": {}})
     if ev:  # method names without the algorithm prefix: medusa_tree -> tree
         bare = lambda m: m[len(alg) + 1:] if m.startswith(alg + "_") else m
         r["methods"] = {bare(m): v for m, v in (ev.get("overall") or {}).items()}
@@ -122,7 +229,11 @@ def sweep_failures(root: Path, run_dirs: set) -> list[dict]:
     """Jobs that left no summary.json: from sweep.json files and Hydra job folders."""
     out, seen = [], set(run_dirs)
     for sj in sorted(root.rglob("sweep.json")) if root.is_dir() else []:
-        data = read_json(sj)
+        try:
+            data = read_json(sj)
+        except UserError as err:  # its jobs are not listed; the runs are still compared
+            print(f"note: {err}", file=sys.stderr)
+            continue
         jobs = data.get("jobs", []) if isinstance(data, dict) else data
         for job in jobs if isinstance(jobs, list) else []:
             if not isinstance(job, dict):
@@ -171,14 +282,20 @@ def collect(paths) -> tuple[list[dict], list[dict], Path | None]:
                             "that contains them.")
         dirs += [d for d in found if d.resolve() not in {x.resolve() for x in dirs}]
         failed += fails
-    runs = [load_run(d) for d in dirs]
-    if len(runs) > 1:  # names relative to the runs' common folder: unique, short
+    runs, unreadable = [], []
+    for d in dirs:  # one damaged run is left out, not the end of the comparison
+        try:
+            runs.append(load_run(d))
+        except UserError as err:
+            unreadable.append({"dir": d, "name": d.name, "status": "unreadable",
+                               "error": str(err)})
+    if len(dirs) > 1:  # names relative to the runs' common folder: unique, short
         root = Path(os.path.commonpath([d.resolve() for d in dirs]))
-        for r in runs:
+        for r in runs + unreadable:
             rel = r["dir"].resolve().relative_to(root).as_posix()
             r["name"] = rel if rel != "." else r["dir"].name
     sweep = paths[0] if len(paths) == 1 and not (paths[0] / "summary.json").is_file() else None
-    return runs, failed, sweep
+    return runs, unreadable + failed, sweep
 
 
 # ---------------------------------------------------------------------------------- analysis
@@ -205,7 +322,8 @@ def differences(a: dict, b: dict, ignore=(REPEAT_KEY,)) -> list[str]:
 
 
 def mean_std(xs) -> tuple:
-    xs = [x for x in xs if x is not None]
+    """Mean, sample std (None under two values) and count of the finite numbers in ``xs``."""
+    xs = [x for x in xs if is_number(x) and math.isfinite(x)]
     if not xs:
         return None, None, 0
     return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, len(xs)
@@ -642,18 +760,20 @@ def build_blocks(runs, groups, notes, failed, allow_mismatch, tune=()) -> list[t
                                 ["rank", "run", "method"] + cats, rows))
     if failed:
         blocks.append(("h2", "Failed or unfinished runs (not ranked)"))
+        own = ("unreadable", "invalid")  # compare's own one-paragraph reasons: not cut
         blocks.append(table("", ["run", "status", "error", "overrides"],
-                            [[f["name"], str(f["status"]), short_error(f["error"]),
+                            [[f["name"], str(f["status"]),
+                              short_error(f["error"], 1000 if f["status"] in own else 200),
                               short(f.get("overrides")) if f.get("overrides") else NA]
                              for f in failed]))
     return blocks
 
 
-def short_error(e) -> str:
+def short_error(e, limit=200) -> str:
     if not e:
         return NA
     e = " ".join(str(e).split())
-    return e if len(e) <= 200 else e[:200] + "…"
+    return e if len(e) <= limit else e[:limit] + "…"
 
 
 def csv_rows(runs, groups, allow_mismatch, tune=()) -> tuple[list[str], list[list]]:
@@ -702,6 +822,11 @@ def make_plots(runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]]
         import matplotlib.pyplot as plt
     except ImportError:
         return [], ["plots skipped: matplotlib is not installed (pip install matplotlib)"]
+    with matplotlib.rc_context({"text.parse_math": False}):  # a '$' in a run name is text
+        return draw_plots(plt, runs, groups, out, tune)
+
+
+def draw_plots(plt, runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]], list[str]]:
     multi = len(groups) > 1
     tag = lambda r: f"{r['name']} (g{r['group']})" if multi else r["name"]
     written, skipped = [], []
@@ -712,7 +837,8 @@ def make_plots(runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]]
         plt.close(fig)
         written.append((title, out / name))
 
-    curves = [(r, [(m["step"], m["train/loss"]) for m in r["metrics"] if "train/loss" in m])
+    curves = [(r, [(m["step"], m["train/loss"]) for m in r["metrics"]
+                   if is_number(m.get("step")) and is_number(m.get("train/loss"))])
               for r in runs]
     if any(p for _, p in curves):
         fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -823,28 +949,45 @@ def make_plots(runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]]
 
 # ---------------------------------------------------------------------------------- renderers
 
+def md_text(s) -> str:
+    """Text (run names, errors, settings: anything a run's files hold) made inert in Markdown:
+    one line, HTML escaped, and no links, images, code, emphasis or table cell breaks."""
+    s = html.escape(" ".join(str(s).splitlines()), quote=False)
+    s = re.sub(r"([\\`*~\[\]|])", r"\\\1", s)
+    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", s)  # not inside tau_sim
+
+
 def to_markdown(blocks) -> str:
-    cell = lambda s: str(s).replace("|", "\\|")
+    e = md_text
     lines = []
     for b in blocks:
         kind = b[0]
         if kind in ("h1", "h2"):
-            lines += [("# " if kind == "h1" else "## ") + b[1], ""]
+            lines += [("# " if kind == "h1" else "## ") + e(b[1]), ""]
         elif kind == "p":
-            lines += [b[1], ""]
+            lines += [e(b[1]), ""]
         elif kind == "notice":
-            lines += [f"> **{b[1]}**", ""]
+            lines += [f"> **{e(b[1])}**", ""]
         elif kind == "img":
-            lines += [f"![{b[1]}]({b[2].name})", ""]
+            lines += [f"![{e(b[1])}]({b[2].name})", ""]
         else:
             _, title, headers, rows, note = b
-            lines += [f"**{title}**", ""] if title else []
-            lines.append("| " + " | ".join(map(cell, headers)) + " |")
+            lines += [f"**{e(title)}**", ""] if title else []
+            lines.append("| " + " | ".join(map(e, headers)) + " |")
             lines.append("|" + "---|" * len(headers))
-            lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
-            lines += ["", note] if note else []
+            lines += ["| " + " | ".join(map(e, row)) + " |" for row in rows]
+            lines += ["", e(note)] if note else []
             lines.append("")
     return "\n".join(lines)
+
+
+def csv_cell(v):
+    """A CSV value safe to open in a spreadsheet or paste into HTML: text HTML-escaped, and
+    text that a spreadsheet would run as a formula (= + - @ first) prefixed with '."""
+    if not isinstance(v, str) or v == NA:
+        return v
+    v = html.escape(v, quote=False)
+    return "'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
 
 
 CSS = """body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;
@@ -916,13 +1059,31 @@ def compare(paths, out=None, allow_mismatch=False, plots=True, tune=()) -> dict:
     """Write comparison.md, comparison.csv, the plots and report.html; return what was found.
     ``tune``: controlled keys to select each algorithm config's best value of (``--tune``)."""
     runs, failed, sweep = collect(paths)
-    done = [r for r in runs if r["status"] == "completed"]
-    failed = [{"name": r["name"], "status": r["status"], "error": r["error"]}
-              for r in runs if r["status"] != "completed"] + failed
+    done, left_out = [], []
+    for r in runs:
+        bad = non_finite(r) if r["status"] == "completed" else None
+        if r["status"] == "completed" and not bad:
+            done.append(r)
+        elif bad:
+            left_out.append({"name": r["name"], "status": "invalid", "error": (
+                f"non-finite metric {bad}: NaN or infinite loss or weights, so its accuracy "
+                "figures (top-1, tau) are not valid")})
+        else:
+            left_out.append({"name": r["name"], "status": r["status"], "error": r["error"]})
+    failed = left_out + failed
+    for f in failed:  # one line per run left out, saying why
+        if f["status"] in ("unreadable", "invalid"):
+            why = f["error"]
+        else:
+            why = f"status {f['status']}" + (f" ({short_error(f['error'])})" if f["error"] else "")
+        print(f"left out {f['name']}: {why}", file=sys.stderr)
     if not done:
-        raise UserError("none of the runs given completed (statuses: "
-                        + ", ".join(f"{r['name']}={r['status']}" for r in runs)
-                        + "). Finish them (trainer.resume=true) or pass completed runs.")
+        raise UserError("no usable run left: none of the runs given completed with readable "
+                        "files and finite metrics ("
+                        + "; ".join(f"{f['name']}: {f['status']}" for f in failed[:8])
+                        + (", …" if len(failed) > 8 else "") + "). Finish unfinished runs "
+                        "(trainer.resume=true), re-run failed or damaged ones, or pass other "
+                        "runs.")
     out = Path(out) if out else (sweep / "comparison" if sweep else Path("comparison"))
     out.mkdir(parents=True, exist_ok=True)
     tune = tuple(check_tune(tune, done)) if tune else ()
@@ -938,8 +1099,8 @@ def compare(paths, out=None, allow_mismatch=False, plots=True, tune=()) -> dict:
     cols, rows = csv_rows(done, groups, allow_mismatch, tune)
     with open(out / "comparison.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(cols)
-        w.writerows(rows)
+        w.writerow(map(csv_cell, cols))
+        w.writerows([map(csv_cell, row) for row in rows])
     (out / "report.html").write_text(to_html(blocks))
     files = [out / "comparison.md", out / "comparison.csv", out / "report.html"]
     return {"runs": done, "groups": groups, "notes": notes, "failed": failed, "out": out,
