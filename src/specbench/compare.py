@@ -36,7 +36,14 @@ Rules:
   0.01)'), with a sub-table of every (config, value).
 - Runs whose status is not ``completed``, jobs without a ``summary.json`` (Hydra job folders,
   or failed jobs listed in a ``sweep.json``) are listed as failed, with their error, and not
-  ranked. Missing values are shown as '-'.
+  ranked. So are completed runs with a NaN or infinite metric (``summary.json`` train and
+  eval_split, ``eval.json`` overall and per_category: NaN loss means NaN weights, whose top-1
+  and tau mean nothing), and runs with a damaged file (not JSON, not UTF-8, the wrong shape, a
+  cut-off ``metrics.jsonl`` row): one bad run never stops the comparison of the others. Each
+  run left out gets a line on stderr saying why. Missing values are shown as '-'.
+- Text from the runs' files (run names, errors, settings) is made inert: HTML-escaped, and in
+  ``comparison.md`` also without links, emphasis or table breaks; ``comparison.csv`` cells a
+  spreadsheet would run as formulas (first character = + - @) are prefixed with '.
 """
 
 from __future__ import annotations
