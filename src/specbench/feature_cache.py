@@ -36,13 +36,24 @@ build never looks complete; builds of one key are serialised by a lock file, the
 staging directories left by killed builds, and a process that waited on the lock reuses the
 cache the other one finished.
 
+Integrity: the manifest records each shard's size and sha256. The first time a process opens a
+cache it re-hashes every shard; a shard that is missing, truncated or altered stops the run with
+a message naming the shard and the cache directory (delete that directory so that it is rebuilt,
+or set ``cache.enabled=false``), instead of training on garbage. Caches written before checksums
+existed (manifest format 1) are not reused: their key differs, so a fresh cache is built beside
+them and a note says how much space the old ones take. Before a build the estimated size is
+checked against ``cache.max_bytes`` and the free disk space; a build that fails to write (disk
+full) removes its staging directory and says how much space it needs.
+
 ``python -m specbench.feature_cache [overrides]`` prints the stored layers and bytes per token
 for a config (``--count-tokens`` also loads the data and estimates the total size).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -59,11 +70,36 @@ from specbench.config import enum_value
 from specbench.errors import UserError
 from specbench.target import TORCH_DTYPES, Features, FeatureSpec, arch_of
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every shard carries its sha256
 FINAL = "final"  # the final normed hidden state, stored after the decoder-layer outputs
 MANIFEST = "manifest.json"
 SPLITS = ("train", "eval")
 BUILDS = {"count": 0}  # builds done in this process (tests assert reuse with it)
+_VERIFIED: set = set()  # (shard path, size, mtime, sha256) already hashed by this process
+
+
+def human_size(n: float) -> str:
+    """Bytes as MB below 1 GB, else GB, with enough digits never to read as zero."""
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.3g} MB" if n >= 1000 else f"{int(n)} bytes"
+
+
+def progress_enabled(cfg, verbose: bool) -> bool | None:
+    """tqdm's ``disable`` value: off when not verbose or trainer.progress=false; else None,
+    which tqdm reads as "on when the output is a terminal"."""
+    trainer = getattr(cfg, "trainer", None)
+    return True if not verbose or not getattr(trainer, "progress", True) else None
+
+
+def sha256_file(path: Path, bar=None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 23):
+            h.update(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------- layers
@@ -186,10 +222,13 @@ class FeatureCache:
     _index: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, path: Path, **kw) -> FeatureCache:
+    def open(cls, path: Path, disable_progress: bool | None = True, **kw) -> FeatureCache:
+        """Open a complete cache; every shard's size and sha256 are checked once per process
+        (a damaged shard is a UserError naming it)."""
         manifest = read_manifest(path)
         if manifest is None:
-            raise RuntimeError(f"{path} is not a complete feature cache")
+            refuse_damaged(Path(path))
+        verify_shards(Path(path), manifest, disable_progress)
         fc = cls(Path(path), manifest, **kw)
         from safetensors import safe_open
 
@@ -229,8 +268,10 @@ class FeatureCache:
         for b, r in enumerate(rows):
             s, start, end = self._index[split][r]
             if end - start > width:
-                raise RuntimeError(f"cached row {split}[{r}] has {end - start} tokens, the batch "
-                                   f"only {width}: the cache does not match the data")
+                raise UserError(f"Cached row {split}[{r}] has {end - start} tokens, the batch "
+                                f"only {width}: the feature cache {self.path} does not match "
+                                "the data. Delete that directory so that it is rebuilt, or set "
+                                "cache.enabled=false.")
             block = self._handle(s).get_slice("hidden")[start:end]  # [n, L, H]
             out[:, b, : end - start] = block.index_select(1, sel).transpose(0, 1)
         if device is not None:
@@ -247,8 +288,9 @@ class FeatureCache:
             if len(idx) != len(rows) or any(
                     r not in idx or idx[r][2] - idx[r][1] != len(row.input_ids)
                     for r, row in enumerate(rows)):
-                raise RuntimeError(f"feature cache {self.path} does not match the {split} rows "
-                                   "of this dataset; delete it and run again")
+                raise UserError(f"The feature cache {self.path} does not match the {split} "
+                                "rows of this dataset. Delete that directory so that it is "
+                                "rebuilt, or set cache.enabled=false.")
 
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
@@ -275,20 +317,87 @@ def _home_relative(path: Path) -> str:
         return str(path)
 
 
-def read_manifest(path: Path) -> dict | None:
-    """The manifest of a complete cache directory, or None (missing, unreadable, other format
-    version, or a shard missing / of the wrong size)."""
+def _load_manifest(path: Path) -> dict | None:
     try:
         m = json.loads((Path(path) / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    if m.get("format") != FORMAT_VERSION:
+    return m if isinstance(m, dict) else None
+
+
+def _stamp(p: Path, sha: str) -> tuple:
+    """What identifies a hashed file on disk (survives the rename from staging into place)."""
+    st = p.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, sha
+
+
+def shard_problem(path: Path, shard: dict, check_sha: bool = False) -> str | None:
+    """Why one shard of a cache cannot be used (missing, wrong size, wrong sha256), or None."""
+    p = Path(path) / shard["file"]
+    if not p.is_file():
+        return "is missing"
+    size = p.stat().st_size
+    if size != shard["bytes"]:
+        return (f"is {size} bytes, the manifest says {shard['bytes']} "
+                f"({'truncated' if size < shard['bytes'] else 'altered'})")
+    if check_sha:
+        stamp = _stamp(p, shard["sha256"])
+        if stamp not in _VERIFIED:
+            if sha256_file(p) != shard["sha256"]:
+                return "does not match its sha256 checksum in the manifest (corrupted on disk)"
+            _VERIFIED.add(stamp)
+    return None
+
+
+def read_manifest(path: Path) -> dict | None:
+    """The manifest of a complete cache directory, or None (missing, unreadable, other format
+    version, or a shard missing / of the wrong size)."""
+    m = _load_manifest(path)
+    if m is None or m.get("format") != FORMAT_VERSION:
         return None
-    for shard in m.get("shards", []):
-        p = Path(path) / shard["file"]
-        if not p.is_file() or p.stat().st_size != shard["bytes"]:
-            return None
+    shards = m.get("shards", [])
+    if not all(isinstance(s, dict) and {"file", "bytes", "sha256"} <= set(s) for s in shards):
+        return None
+    if any(shard_problem(path, shard) for shard in shards):
+        return None
     return m
+
+
+def _damaged(path: Path, what: str) -> UserError:
+    return UserError(
+        f"The target-feature cache in {path} is damaged: {what}. Training on it would use wrong "
+        f"features (NaN losses). Delete the directory {path} so that the next run rebuilds it, "
+        "or set cache.enabled=false to run the target on every batch instead (same results).")
+
+
+def refuse_damaged(path: Path) -> None:
+    """Raise the UserError that explains why the cache directory ``path`` is unusable."""
+    m = _load_manifest(path)
+    if m is None:
+        raise _damaged(path, f"it has no readable {MANIFEST}")
+    if m.get("format") != FORMAT_VERSION:
+        raise _damaged(path, f"its {MANIFEST} has format {m.get('format')!r}, this specbench "
+                             f"writes format {FORMAT_VERSION}")
+    for shard in m.get("shards", []):
+        problem = shard_problem(path, shard) if isinstance(shard, dict) and "bytes" in shard \
+            else "has no size or checksum in the manifest"
+        if problem:
+            raise _damaged(path, f"shard {shard.get('file', '?')} {problem}")
+    raise _damaged(path, f"its {MANIFEST} is incomplete")
+
+
+def verify_shards(path: Path, manifest: dict, disable_progress: bool | None = True) -> None:
+    """Re-hash every shard not yet verified by this process; a mismatch is a UserError."""
+    from tqdm import tqdm
+
+    shards = manifest["shards"]
+    with tqdm(total=sum(s["bytes"] for s in shards), unit="B", unit_scale=True,
+              desc="verify feature cache", disable=disable_progress, leave=False) as bar:
+        for shard in shards:
+            problem = shard_problem(path, shard, check_sha=True)
+            if problem:
+                raise _damaged(path, f"shard {shard['file']} {problem}")
+            bar.update(shard["bytes"])
 
 
 def find_cache(root: Path, base_key: str, spec: FeatureSpec) -> Path | None:
@@ -347,19 +456,23 @@ def estimate(dataset, n_layers: int, hidden: int, dtype: torch.dtype) -> tuple[i
     return tokens, tokens * feature_bytes_per_token(n_layers, hidden, dtype) + 16 * rows
 
 
-def check_size(need: int, tokens: int, layers: list, hidden: int, dtype, cache_cfg,
-               root: Path) -> None:
+def free_bytes(root: Path) -> int:
     probe = root
     while not probe.exists():
         probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    return shutil.disk_usage(probe).free
+
+
+def check_size(need: int, tokens: int, layers: list, hidden: int, dtype, cache_cfg,
+               root: Path) -> None:
+    free = free_bytes(root)
     limit = int(cache_cfg.max_bytes)
     if need <= limit and need <= free:
         return
-    why = (f"more than cache.max_bytes={limit} ({limit / 1e9:.2f} GB)" if need > limit
-           else f"more than the {free / 1e9:.2f} GB free there")
+    why = (f"more than cache.max_bytes={limit} ({human_size(limit)})" if need > limit
+           else f"more than the {human_size(free)} free there")
     raise UserError(
-        f"The target-feature cache for this run would take about {need / 1e9:.2f} GB "
+        f"The target-feature cache for this run would take about {human_size(need)} "
         f"({tokens} tokens x {len(layers)} layers x {hidden} hidden x "
         f"{torch.empty((), dtype=dtype).element_size()} bytes) in cache.dir={str(root)!r}, "
         f"{why}. Raise cache.max_bytes, point cache.dir at a disk with room, store only this "
@@ -399,21 +512,27 @@ class _ShardWriter:
         tensors = {"hidden": torch.cat(self.blocks).contiguous(),
                    "offsets": lengths.cumsum(0), "row_ids": torch.tensor(self.rows)}
         size = _save_shard(self.where / name, tensors, self.meta)
+        sha = sha256_file(self.where / name)
+        _VERIFIED.add(_stamp(self.where / name, sha))  # hashed from disk just now
         self.shards.append({"file": name, "split": self.split, "rows": len(self.rows),
-                            "tokens": int(lengths.sum()), "bytes": size})
+                            "tokens": int(lengths.sum()), "bytes": size, "sha256": sha})
         self.rows, self.blocks, self.bytes = [], [], 0
 
 
 @torch.no_grad()
 def _build(staging: Path, target, dataset, layers: list, cache_cfg, batch_size: int,
-           manifest: dict, verbose: bool) -> dict:
+           manifest: dict, verbose: bool, disable_progress: bool | None = True) -> dict:
     spec = FeatureSpec(layers=tuple(e for e in layers if e != FINAL),
                        final_hidden=FINAL in layers)
     device, pad_id = target.device, target.tokenizer.pad_token_id
+    from tqdm import tqdm
+
     from specbench.data import collate
 
     shards = []
     t0 = time.time()
+    bar = tqdm(total=sum(len(getattr(dataset, s)) for s in SPLITS), unit="row",
+               desc="build feature cache", disable=disable_progress)
     for split in SPLITS:
         rows = getattr(dataset, split)
         writer = _ShardWriter(staging, split, int(cache_cfg.shard_bytes),
@@ -432,8 +551,10 @@ def _build(staging: Path, target, dataset, layers: list, cache_cfg, batch_size: 
                                    f"{manifest['dtype']}")
             for b, i in enumerate(chunk):
                 writer.add(i, stacked[b, : len(rows[i].input_ids)].clone())
+            bar.update(len(chunk))
         writer.flush()
         shards += writer.shards
+    bar.close()
     manifest = {**manifest, "shards": shards, "build_time_s": time.time() - t0,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(staging / MANIFEST, manifest)  # last: only a whole cache has a manifest
@@ -442,9 +563,23 @@ def _build(staging: Path, target, dataset, layers: list, cache_cfg, batch_size: 
     return manifest
 
 
+def _old_format_note(root: Path) -> str | None:
+    """A note about caches of an older format in ``root`` (never reused; they take space)."""
+    old, size = 0, 0
+    for d in root.iterdir() if root.is_dir() else []:
+        m = _load_manifest(d) if d.is_dir() and not d.name.startswith(".") else None
+        if m is not None and m.get("format") != FORMAT_VERSION:
+            old += 1
+            size += sum(p.stat().st_size for p in d.iterdir() if p.is_file())
+    if not old:
+        return None
+    return (f"[specbench] note: {old} feature cache(s) in {root} were written by an older "
+            f"specbench (no checksums) and are not reused; delete them to free {human_size(size)}")
+
+
 def prepare(cfg, target, dataset, spec: FeatureSpec, verbose: bool = True) -> FeatureCache:
     """Find a complete cache covering ``spec`` for this target and data, or build one; return
-    it open for reading."""
+    it open for reading (every shard checksum-verified once per process)."""
     t0 = time.time()
     cache_cfg = cfg.cache
     root = cache_root(cache_cfg)
@@ -452,6 +587,7 @@ def prepare(cfg, target, dataset, spec: FeatureSpec, verbose: bool = True) -> Fe
     base_key = _digest(parts)[:16]
     layers = stored_layers(cache_cfg, spec, target.config)
     key = cache_key(parts, layers)
+    no_bar = progress_enabled(cfg, verbose)
     built = False
     path = find_cache(root, base_key, spec)
     if path is None:
@@ -459,16 +595,26 @@ def prepare(cfg, target, dataset, spec: FeatureSpec, verbose: bool = True) -> Fe
         dtype = next(target.model.parameters()).dtype
         tokens, need = estimate(dataset, len(layers), hidden, dtype)
         check_size(need, tokens, layers, hidden, dtype, cache_cfg, root)
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"Cannot create the feature cache directory {root} ({err}). Set "
+                            "cache.dir to a writable directory, or cache.enabled=false.") from err
         with _build_lock(root, key, verbose):
             path = find_cache(root, base_key, spec)  # another process may have finished one
             if path is None:
+                path = root / key
+                if path.exists():  # this key's directory, but not a complete cache: say why
+                    refuse_damaged(path)
                 for stale in root.glob(f".tmp-{key}-*"):  # left by a killed build of this key
                     shutil.rmtree(stale, ignore_errors=True)
+                note = _old_format_note(root) if verbose else None
+                if note:
+                    print(note)
                 if verbose:
                     print(f"[specbench] building the target-feature cache {key}: "
                           f"{tokens} tokens x {len(layers)} layers {layers} x {hidden} "
-                          f"({str(dtype).replace('torch.', '')}), about {need / 1e6:.1f} MB")
+                          f"({str(dtype).replace('torch.', '')}), about {human_size(need)}")
                 manifest = {
                     "format": FORMAT_VERSION, "key": key, "base_key": base_key,
                     "layers": layers, "hidden_size": hidden,
@@ -477,19 +623,29 @@ def prepare(cfg, target, dataset, spec: FeatureSpec, verbose: bool = True) -> Fe
                     "feature_bytes_per_token": feature_bytes_per_token(len(layers), hidden,
                                                                        dtype),
                     "key_parts": parts}
-                path = root / key
-                with staged_dir(path) as staging:
-                    _build(staging, target, dataset, layers, cache_cfg,
-                           int(cfg.trainer.micro_batch_size), manifest, verbose)
+                try:
+                    with staged_dir(path) as staging:
+                        _build(staging, target, dataset, layers, cache_cfg,
+                               int(cfg.trainer.micro_batch_size), manifest, verbose, no_bar)
+                except OSError as err:  # staged_dir has removed the partial build
+                    space = (f"; it needs about {human_size(need)} and "
+                             f"{human_size(free_bytes(root))} is free now"
+                             if err.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+                    raise UserError(
+                        f"Writing the target-feature cache {key} in cache.dir={str(root)!r} "
+                        f"failed ({err.strerror or err}){space}. The partial cache was removed. "
+                        "Free disk space or point cache.dir at a disk with room, store only "
+                        "this algorithm's layers with cache.layers=needed, or set "
+                        "cache.enabled=false to run the target on every batch instead.") from err
                 BUILDS["count"] += 1
                 built = True
-    fc = FeatureCache.open(path, built_now=built)
+    fc = FeatureCache.open(path, disable_progress=no_bar, built_now=built)
     fc.check_rows(dataset)
     fc.prepare_time_s = time.time() - t0
     if verbose:
         info = fc.info()
         print(f"[specbench] feature cache {'built' if built else 'reused'}: {path} "
-              f"({info['bytes'] / 1e6:.1f} MB, {info['bytes_per_token']:.0f} bytes/token, "
+              f"({human_size(info['bytes'])}, {info['bytes_per_token']:.0f} bytes/token, "
               f"layers {fc.layers}, {fc.manifest['dtype']})")
     return fc
 
@@ -504,11 +660,24 @@ def main(argv=None) -> int:
     from specbench.config import compose
     from specbench.target import config_from_arch
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    count = "--count-tokens" in argv
-    argv = [a for a in argv if a != "--count-tokens"]
+    parser = argparse.ArgumentParser(
+        prog="python -m specbench.feature_cache",
+        description="Print which target layers a feature cache stores for a config and its "
+                    "bytes per token (no model load).",
+        epilog="Example: python -m specbench.feature_cache model=smollm2-135m algorithm=eagle3 "
+               "cache.layers=needed --count-tokens")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for python -m specbench")
+    parser.add_argument("--count-tokens", action="store_true",
+                        help="also load the tokenizer and data and estimate the cache's size")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        cfg = compose(argv)
+        try:
+            cfg = compose(args.overrides)
+        except UserError:
+            raise
+        except Exception as err:  # Hydra's override and config errors
+            raise UserError(f"Bad overrides {args.overrides}: {str(err).splitlines()[0]}. See "
+                            "python -m specbench.feature_cache --help.") from err
         tc = config_from_arch(cfg.model.arch)
         spec = get_algorithm(cfg.algorithm.name).feature_spec(cfg.algorithm, tc)
         layers = stored_layers(cfg.cache, spec, tc)
@@ -519,15 +688,16 @@ def main(argv=None) -> int:
               f"dtype={enum_value(cfg.model.dtype)}")
         print(f"stored (cache.layers={enum_value(cfg.cache.layers)}): {layers} -> {bpt} bytes/"
               f"token; {cfg.algorithm.name} alone: {spec_entries(spec)} -> {own} bytes/token")
-        if count:
+        if args.count_tokens:
             from specbench.data import build_dataset
             from specbench.target import load_target
 
             target = load_target(cfg.model, seed=cfg.trainer.seed)
-            data = build_dataset(cfg.data, target.tokenizer, cfg.trainer.max_length)
+            data = build_dataset(cfg.data, target.tokenizer, cfg.trainer.max_length,
+                                 progress=bool(cfg.trainer.progress))
             tokens, need = estimate(data, len(layers), tc.hidden_size, dtype)
             print(f"data={cfg.data.name} max_length={cfg.trainer.max_length}: {tokens} tokens "
-                  f"(train + eval rows) -> about {need / 1e6:.1f} MB")
+                  f"(train + eval rows) -> about {human_size(need)}")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -192,8 +192,37 @@ def _random_model(arch, dtype: torch.dtype, seed: int):
     return model.to(dtype), byte_level_tokenizer(arch.model_type)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "spiece.model")
+
+
+def _local_error(model_cfg, err: Exception | None, what: str) -> UserError:
+    detail = f" ({type(err).__name__}: {str(err).splitlines()[0][:200]})" if err and str(err) \
+        else ""
+    return UserError(
+        f"Could not load the target model from model.path={model_cfg.path!r} "
+        f"(model={model_cfg.name}): {what}{detail}. A local model directory must hold what "
+        "transformers' save_pretrained writes for both the model and its tokenizer: "
+        "config.json, the weights (*.safetensors) and the tokenizer files (tokenizer.json or "
+        "tokenizer_config.json with its vocabulary); add the missing files with "
+        "model.save_pretrained(dir) and tokenizer.save_pretrained(dir), or point model.path at "
+        "a complete directory.")
+
+
+def _check_local_dir(model_cfg, path) -> None:
+    """Say what is missing from a local model directory before transformers tries (and blames
+    the Hub)."""
+    if not (path / "config.json").is_file():
+        raise _local_error(model_cfg, None, "the directory has no config.json")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise _local_error(model_cfg, None, "the directory has no tokenizer (none of "
+                                            + ", ".join(TOKENIZER_FILES) + ")")
+
+
 def _hub_error(model_cfg, err: Exception) -> UserError:
-    where = model_cfg.path if model_cfg.source == "local" else model_cfg.hub_id
+    if enum_value(model_cfg.source) == "local":
+        return _local_error(model_cfg, err, "transformers could not read it")
+    where = model_cfg.hub_id
     return UserError(
         f"Could not load the target model {where!r} for model={model_cfg.name} "
         f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}). "
@@ -270,6 +299,7 @@ def load_target(model_cfg, seed: int = 0, device: str | torch.device = "cpu") ->
                     f"model.source=local but model.path={model_cfg.path!r} is not a directory. "
                     "Set model.path to a directory saved by transformers (config.json, weights "
                     "and tokenizer files), or use model=smollm2-135m.")
+            _check_local_dir(model_cfg, Path(model_cfg.path).expanduser())
             location, kwargs = str(Path(model_cfg.path).expanduser()), {}
         elif source == "hub":
             if not model_cfg.hub_id:

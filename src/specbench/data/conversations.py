@@ -53,7 +53,9 @@ def embedded_path(name: str = "chat.jsonl") -> Path:
 def normalise(row) -> list[dict]:
     """Turn one raw row into role/content messages, or raise ValueError with the reason."""
     if not isinstance(row, dict):
-        raise ValueError("row is not a JSON object")
+        kind = "null" if row is None else {list: "an array", str: "a string", bool: "a boolean"}\
+            .get(type(row), "a number")
+        raise ValueError(f"row is {kind}, not a JSON object")
     if "messages" in row and row["messages"] is not None:
         turns, role_key, text_key = row["messages"], "role", "content"
     elif "conversations" in row and row["conversations"] is not None:
@@ -87,9 +89,21 @@ def normalise(row) -> list[dict]:
     return out
 
 
+def _refuse_binary(path: Path, head: bytes) -> None:
+    """A NUL byte in the first 8 KiB: a binary file, not JSON text (say so once, not per line)."""
+    at = head.find(b"\0")
+    if at >= 0:
+        line = head.count(b"\n", 0, at) + 1
+        raise UserError(f"data.path={str(path)!r} looks like a binary file, not JSON text (a NUL "
+                        f"byte on line {line}). Point data.path at a "
+                        "JSON-lines file with one conversation object per line.")
+
+
 def _read_jsonl(path: Path):
     """Yield (line_number, row or exception) for a JSON-lines file, byte-safe."""
     with open(path, "rb") as f:
+        _refuse_binary(path, f.read(8192))
+        f.seek(0)
         for lineno, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
@@ -98,7 +112,83 @@ def _read_jsonl(path: Path):
             except UnicodeDecodeError as err:
                 yield lineno, ValueError(f"undecodable bytes ({err.reason})")
             except json.JSONDecodeError as err:
-                yield lineno, ValueError(f"invalid JSON ({err.msg})")
+                cut = ("; the last line has no line end, so the file looks cut off"
+                       if not raw.endswith(b"\n") else "")
+                yield lineno, ValueError(f"invalid JSON ({err.msg}){cut}")
+
+
+def _json_rows(path: Path):
+    """Yield (line_number, row) for a .json file: a JSON array of conversation objects (each
+    numbered by the line it starts on), a single conversation object, or JSON lines."""
+    raw = path.read_bytes()
+    _refuse_binary(path, raw[:8192])
+    where = f"data.path={str(path)!r}"
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise UserError(f"{where} is not UTF-8 text (line {line}: {err.reason}). Save the file "
+                        "as UTF-8 JSON.") from None
+    pos = len(text) - len(text.lstrip())
+    if pos == len(text):
+        raise UserError(f"{where} is empty. Point it at a JSON array of conversations or a "
+                        "JSON-lines file.")
+    if text[pos] != "[":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            if text[pos] == "{":  # most likely JSON lines in a .json file
+                yield from _read_jsonl(path)
+                return
+            raise UserError(f"{where} is not valid JSON: line {err.lineno} column {err.colno}: "
+                            f"{err.msg}. Use a JSON array of conversations or a JSON-lines "
+                            "file.") from None
+        if isinstance(value, dict):
+            yield 1 + text.count("\n", 0, pos), value
+            return
+        kind = "null" if value is None else f"a JSON {type(value).__name__}"
+        raise UserError(f"{where} holds {kind}, not conversations. Use a JSON array of "
+                        "conversation objects, or a JSON-lines file with one per line.")
+    decoder, line, last, n = json.JSONDecoder(), 1, 0, len(text)
+
+    def skip(i: int) -> int:
+        while i < n and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    def cut(i: int, what: str) -> UserError:
+        lineno = text.count("\n", 0, i) + 1
+        return UserError(f"{where} is cut off or corrupt at line {lineno}: {what}. Fix or "
+                         "re-export the file (a JSON array of conversation objects).")
+
+    pos = skip(pos + 1)
+    if pos < n and text[pos] == "]":
+        pos = skip(pos + 1)
+    else:
+        while True:
+            if pos >= n:
+                raise cut(pos, "the file ends inside the array (no closing ']')")
+            try:
+                row, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{where} is cut off or corrupt at line {err.lineno} column "
+                                f"{err.colno}: {err.msg}. Fix or re-export the file (a JSON "
+                                "array of conversation objects).") from None
+            line += text.count("\n", last, pos)
+            last = pos
+            yield line, row
+            pos = skip(end)
+            if pos < n and text[pos] == ",":
+                pos = skip(pos + 1)
+            elif pos < n and text[pos] == "]":
+                pos = skip(pos + 1)
+                break
+            elif pos >= n:
+                raise cut(pos, "the file ends inside the array (no closing ']')")
+            else:
+                raise cut(pos, f"expected ',' or ']' but found {text[pos]!r}")
+    if pos < n:
+        raise cut(pos, "there is more text after the closing ']'")
 
 
 def _hub_rows(data_cfg):
@@ -122,7 +212,8 @@ def _hub_rows(data_cfg):
         yield i + 1, row
 
 
-def _json_rows(path: Path):
+def _other_rows(path: Path):
+    """Files that are neither .json nor .jsonl: whatever the datasets json loader reads."""
     import datasets
 
     try:
@@ -137,6 +228,9 @@ def _json_rows(path: Path):
 def load_conversations(data_cfg) -> ConversationSet:
     """Read, normalise and validate the conversations a ``DataConfig`` names."""
     mode = enum_value(data_cfg.bad_rows)
+    if data_cfg.max_rows is not None and data_cfg.max_rows < 1:
+        raise UserError(f"data.max_rows={data_cfg.max_rows} must be at least 1 (it keeps the first "
+                        "N usable rows); use data.max_rows=null to read every row.")
     if data_cfg.path and data_cfg.hub_id:
         raise UserError(f"data={data_cfg.name} sets both data.path and data.hub_id; set one.")
     if data_cfg.path:
@@ -145,7 +239,8 @@ def load_conversations(data_cfg) -> ConversationSet:
             raise UserError(f"data.path={data_cfg.path!r} does not exist or is not a file. Point "
                             "it at a .jsonl of conversations, or use data=embedded-chat.")
         source = "embedded:chat.jsonl" if data_cfg.path == "embedded" else str(path)
-        rows_iter = _read_jsonl(path) if path.suffix == ".jsonl" else _json_rows(path)
+        rows_iter = {".jsonl": _read_jsonl, ".json": _json_rows}.get(path.suffix.lower(),
+                                                                     _other_rows)(path)
     elif data_cfg.hub_id:
         source, rows_iter = f"hub:{data_cfg.hub_id}", _hub_rows(data_cfg)
     else:
@@ -168,6 +263,13 @@ def load_conversations(data_cfg) -> ConversationSet:
         if data_cfg.max_rows is not None and len(result.rows) >= data_cfg.max_rows:
             break
     if not result.rows:
-        raise UserError(f"No usable conversations in {source} ({len(result.bad_rows)} bad rows; "
-                        f"first: {result.bad_rows[:1]}). Check data.path / data.hub_id.")
+        if not result.bad_rows:
+            raise UserError(f"{source} holds no conversations (it is empty). Check data.path / "
+                            "data.hub_id.")
+        first = result.bad_rows[0]
+        raise UserError(f"No usable conversations in {source}: all {len(result.bad_rows)} rows "
+                        f"are bad, the first at line {first['line']}: {first['reason']}. Each "
+                        "row must be a JSON object with 'messages' (OpenAI form) or "
+                        "'conversations' (ShareGPT form); a JSON-lines file holds one per line, "
+                        "a .json file a JSON array of them. Check data.path / data.hub_id.")
     return result
