@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from specbench import rundir
 from specbench.config import conf_dir, register_configs
 
 register_configs()
@@ -26,54 +27,66 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def app(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
     from specbench.errors import UserError
 
     hc = HydraConfig.get()
     multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
     run_dir = Path(hc.runtime.output_dir)
+
     try:
-        from specbench.fairness import check_algorithm_choice
-        from specbench.sweep import already_completed, move_aside
-
-        check_algorithm_choice(hc.runtime.choices.get("algorithm"))
-        from specbench.trainer import train
-
-        if cfg.eval.enabled:
-            from specbench.evaluate import check_eval_settings
-
-            check_eval_settings(cfg.eval)
-        resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-        if already_completed(run_dir, resolved) and not cfg.force:
-            print(f"[specbench] {run_dir} already holds this run, completed: skipped "
-                  "(force=true runs it again).")
-            return {"skipped": True, "run_dir": str(run_dir)}
-        if cfg.force and (aside := move_aside(run_dir)) is not None:
-            print(f"[specbench] force=true: earlier files moved to {aside}")
-
-        decoded: dict = {}
-
-        def after_training(tracker) -> None:
-            if cfg.export:
-                from specbench.export import export_run
-
-                for fmt in cfg.export:
-                    print(f"[specbench] exported {export_run(run_dir, fmt)}")
-            if cfg.eval.enabled:
-                from specbench.config import enum_value
-                from specbench.evaluate import evaluate, print_table
-
-                decoded.update(evaluate(run_dir, device=enum_value(cfg.trainer.device),
-                                        tracker=tracker))
-                print_table(decoded)
-
-        summary = train(cfg, run_dir, after=after_training)
+        with rundir.hold(run_dir):
+            return _run(cfg, hc, run_dir, multirun)
     except UserError as err:
-        print(f"\nerror: {err}\n", file=sys.stderr)
+        if rundir.remove_if_unused(run_dir):
+            where = "(its empty run directory was removed)"
+        else:
+            where = f"(run directory {run_dir})"
+        print(f"\nerror: {err}\n{where}\n", file=sys.stderr)
         if multirun:  # Hydra records the failed job (sweep.json) and runs the next one
             raise
         sys.exit(2)
+
+
+def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
+    """Check everything that can be checked before the first step, then train, export and
+    evaluate (inside the training run's tracker). Raises UserError."""
+    from omegaconf import OmegaConf
+
+    from specbench.fairness import check_algorithm_choice
+    from specbench.sweep import already_completed, move_aside
+    from specbench.trainer import train
+
+    check_algorithm_choice(hc.runtime.choices.get("algorithm"))
+    if cfg.eval.enabled:
+        from specbench.evaluate import check_eval_settings
+
+        check_eval_settings(cfg.eval)
+    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    if already_completed(run_dir, resolved) and not cfg.force:
+        print(f"[specbench] {run_dir} already holds this run, completed: skipped "
+              "(force=true runs it again).")
+        return {"skipped": True, "run_dir": str(run_dir)}
+    if cfg.force and (aside := move_aside(run_dir)) is not None:
+        print(f"[specbench] force=true: earlier files moved to {aside}")
+
+    decoded: dict = {}
+
+    def after_training(tracker) -> None:
+        if cfg.export:
+            from specbench.export import export_run
+
+            for fmt in cfg.export:  # force: replaces only this run's own earlier export
+                print(f"[specbench] exported {export_run(run_dir, fmt, force=True)}")
+        if cfg.eval.enabled:
+            from specbench.config import enum_value
+            from specbench.evaluate import evaluate, print_table
+
+            decoded.update(evaluate(run_dir, device=enum_value(cfg.trainer.device),
+                                    tracker=tracker))
+            print_table(decoded)
+
+    summary = train(cfg, run_dir, after=after_training)
     _print_result(run_dir, summary)
     bad = [n for n, m in decoded.get("overall", {}).items() if not m["exact"]]
     if bad and decoded["settings"]["dtype"] == "float32":

@@ -96,7 +96,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             lse, rank = _call(0, logits, target_logit)
         ctx.save_for_backward(z, weight, labels, logits, lse)
         loss = (lse - target_logit).mean()
-        return loss, (rank == 0).sum(), (rank < 5).sum()
+        # a row whose logits are not finite (NaN weights or features) is never a hit
+        finite = torch.isfinite(lse) & torch.isfinite(target_logit)
+        return loss, ((rank == 0) & finite).sum(), ((rank < 5) & finite).sum()
 
     @staticmethod
     def backward(ctx, grad_loss, _g1, _g5):

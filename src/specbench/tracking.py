@@ -12,6 +12,7 @@ import os
 import warnings
 from pathlib import Path
 
+from specbench.checkpoint import _atomic_write_text as write_text_atomic
 from specbench.checkpoint import write_json
 from specbench.config import enum_value
 from specbench.fairness import flatten
@@ -28,10 +29,19 @@ class RunTracker:
         self.enabled = enabled
         self.wandb_run = None
         self.wandb_info: dict = {"mode": enum_value(tracker_cfg.mode)}
-        if enabled and resume_step and self.metrics_path.is_file():
-            rows = [x for x in self.metrics_path.read_text().splitlines()
-                    if x.strip() and json.loads(x)["step"] <= resume_step]
-            self.metrics_path.write_text("".join(r + "\n" for r in rows))
+        if enabled and self.metrics_path.is_file():
+            if resume_step:
+                rows = [json.dumps(r) for r in read_metrics(self.metrics_path)
+                        if r.get("step", 0) <= resume_step]
+                write_text_atomic(self.metrics_path, "".join(r + "\n" for r in rows))
+            else:  # a fresh start over the rows of a run that died before its first checkpoint
+                n = 1
+                while (aside := self.run_dir / f"metrics-abandoned-{n}.jsonl").exists():
+                    n += 1
+                self.metrics_path.rename(aside)
+                warnings.warn(f"{self.metrics_path} held rows of an earlier attempt that never "
+                              f"reached a checkpoint; they were moved to {aside.name}.",
+                              stacklevel=2)
         if self.wandb_info["mode"] == "disabled" or not enabled:
             return
         try:
@@ -61,6 +71,13 @@ class RunTracker:
                           "to silence this.", stacklevel=2)
             self.wandb_run = None
             self.wandb_info["error"] = f"{type(err).__name__}: {err}"
+
+    def last_row(self, key: str) -> dict:
+        """The newest metrics row holding ``key`` (without its ``step``), or {}."""
+        if not self.metrics_path.is_file():
+            return {}
+        rows = [r for r in read_metrics(self.metrics_path) if key in r]
+        return {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
 
     def log(self, metrics: dict, step: int) -> None:
         if not self.enabled:
@@ -115,3 +132,26 @@ class RunTracker:
                 warnings.warn(f"W&B finish failed ({err}).", stacklevel=2)
             self.wandb_run = None
 
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a ``metrics.jsonl``. A cut-off last line (the process died mid-write) is
+    dropped; an unreadable line elsewhere is an error naming the file and line number."""
+    from specbench.errors import UserError
+
+    lines = Path(path).read_bytes().decode("utf-8", errors="replace").splitlines()
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):
+                break  # cut off by a crash: that step is trained (and logged) again
+            raise UserError(f"{path} line {i} is not a JSON object (the file is damaged). "
+                            "Move the file away to continue the run without its earlier "
+                            "rows.") from None
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

@@ -10,7 +10,9 @@ its last checkpoint ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
+import os
 import platform
 import shutil
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from specbench import fairness
+from specbench import fairness, rundir
 from specbench.algorithms import get_algorithm
 from specbench.algorithms.base import tau_sim
 from specbench.checkpoint import (
@@ -130,6 +132,10 @@ def _run_eval(draft, target, spec, rows, micro, pad_id, device, accelerator,
     return {"eval/loss": loss_sum / max(1, n), **bank.report("eval/")}
 
 
+class TrainingDiverged(UserError):
+    """The loss or the gradient norm stopped being finite: the run stops, marked failed."""
+
+
 def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
           after=None) -> dict:
     """Train the draft ``cfg.algorithm`` describes; write checkpoints, metrics and summary.
@@ -139,10 +145,20 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
 
     ``stop_after_steps`` simulates an interruption (tests): stop after that many optimizer
     steps, with a checkpoint, as if the process had been killed right after saving it.
+
+    The run directory is locked for the whole call (``specbench.rundir``). Resuming a run whose
+    training finished (killed while publishing its weights or during ``after``) trains nothing:
+    it publishes the final checkpoint's weights, writes the summary and runs ``after``.
     """
-    t_start = time.time()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with rundir.hold(run_dir):
+        return _train(cfg, run_dir, stop_after_steps, after)
+
+
+def _train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None, after) -> dict:
+    """The body of ``train`` (a long function: setup, resume, loop and summary are one
+    sequence sharing their state; the restructure into named phases is issue 9)."""
+    t_start = time.time()
     tcfg = cfg.trainer
     for key in ("micro_batch_size", "grad_accum", "epochs", "max_length", "log_every",
                 "eval_every"):
@@ -152,10 +168,10 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
     algo_cls = get_algorithm(cfg.algorithm.name)
     previous = latest_checkpoint(run_dir)
     if previous is not None and not tcfg.resume:
-        raise UserError(f"{run_dir} already holds checkpoints ({previous.name}). Set "
-                        "trainer.resume=true to continue that run, or choose a new run "
-                        "directory (hydra.run.dir=...); existing checkpoints are never "
-                        "overwritten.")
+        raise UserError(f"{run_dir} already holds checkpoints ({previous.name}). To continue "
+                        "or finish that run (training, then evaluation and export), run: "
+                        f"{rundir.resume_command(run_dir)}  -- or choose a new run directory "
+                        "(hydra.run.dir=...); existing checkpoints are never overwritten.")
     if tcfg.resume and previous is None:
         raise UserError(f"trainer.resume=true but {run_dir} has no checkpoint to resume from. "
                         "Pass the old run directory with hydra.run.dir=<run_dir>, or drop "
@@ -195,8 +211,8 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
         * (tcfg.keep_checkpoints + 1)
     free = shutil.disk_usage(run_dir).free
     if free < need:
-        raise UserError(f"Not enough disk for checkpoints in {run_dir}: about {need / 1e9:.1f} GB "
-                        f"needed, {free / 1e9:.1f} GB free. Free space, lower "
+        raise UserError(f"Not enough disk for checkpoints in {run_dir}: about {_size(need)} "
+                        f"needed, {_size(free)} free. Free space, lower "
                         "trainer.keep_checkpoints, or choose another hydra.run.dir.")
     optimizer = make_optimizer(params, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total_steps))
@@ -213,6 +229,7 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
                 "algorithm": cfg.algorithm.name,
                 "algorithm_config": fairness.algorithm_variables(cfg)}
     step = 0
+    finishing = False  # resumed after the last step: nothing left to train
     if tcfg.resume:
         weights, state, saved = load_checkpoint(previous)
         if saved.get("fingerprint") != fp:
@@ -225,16 +242,15 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
                     for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
             raise UserError(f"Cannot resume {run_dir} with different algorithm settings ("
                             + "; ".join(diff) + "). Pass the original algorithm settings.")
-        if saved.get("step") == total_steps:
-            raise UserError(f"{run_dir} already completed all {total_steps} steps; nothing to "
-                            "resume. Start a new run (or raise trainer.epochs in a new run).")
+        finishing = saved.get("step") == total_steps
         model.load_trainable_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         step = saved.pop("step")
         progress.update(saved)
-        print(f"[specbench] resumed from {previous} at step {step}")
+        print(f"[specbench] resumed from {previous} at step {step}"
+              + (": training is complete, finishing the run" if finishing else ""))
 
     resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     tracker = RunTracker(run_dir, cfg.tracker, resolved, fp, cfg.algorithm.name,
@@ -244,14 +260,30 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
     pad_id = target.tokenizer.pad_token_id
     status, error = "running", None
     window, window_loss, window_steps = CounterBank(), 0.0, 0
-    last_train: dict = {}
+    if "log_window" in progress:  # the metrics window open at the checkpoint (resume)
+        saved_window = progress.pop("log_window")
+        window.num, window.den = saved_window["num"], saved_window["den"]
+        window_loss, window_steps = saved_window["loss"], saved_window["steps"]
+    last_train: dict = tracker.last_row("train/loss") if finishing else {}
     eval_metrics: dict = {}
 
     def checkpoint() -> Path:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_checkpoint(run_dir, step, model.trainable_state_dict(), optimizer, scheduler,
-                            progress, keep=tcfg.keep_checkpoints)
+            state = {**progress, "log_window": {"num": window.num, "den": window.den,
+                                                "loss": window_loss, "steps": window_steps}}
+            try:
+                save_checkpoint(run_dir, step, model.trainable_state_dict(), optimizer,
+                                scheduler, state, keep=tcfg.keep_checkpoints)
+            except OSError as err:
+                if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise UserError(f"The disk filled up while writing the checkpoint of step {step}"
+                                f" in {run_dir}/checkpoints ({_size(shutil.disk_usage(run_dir).free)}"
+                                f" free; a checkpoint takes about {_size(need / (tcfg.keep_checkpoints + 1))})."
+                                " The partial checkpoint was removed and earlier ones are intact."
+                                " Free space, then continue with: "
+                                f"{rundir.resume_command(run_dir)}") from None
         accelerator.wait_for_everyone()
         return run_dir / "checkpoints" / f"step-{step:07d}"
 
@@ -262,7 +294,11 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
                    disable=not (tcfg.progress and accelerator.is_main_process))
         t_window, tok_window = time.time(), 0
         draft.train()
-        for epoch in range(progress["epoch"], tcfg.epochs):
+        if (not finishing and accelerator.is_main_process
+                and os.environ.get("SPECBENCH_COMPILE", "1") != "0"):
+            print("[specbench] the first steps compile the fused loss kernels (torch.compile): "
+                  "they take longer than the rest (SPECBENCH_COMPILE=0 skips compiling)")
+        for epoch in range(progress["epoch"], tcfg.epochs if not finishing else 0):
             order = epoch_order(n_train, tcfg.seed, epoch)
             micro = [order[i: i + tcfg.micro_batch_size]
                      for i in range(0, n_train, tcfg.micro_batch_size)]
@@ -276,7 +312,7 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
                 # Every rank runs the same number of passes (DDP needs it): short ranks repeat a
                 # batch with weight 0. DDP averages over ranks, hence world / len(group).
                 slots = mine + [None] * (math.ceil(len(group) / world) - len(mine))
-                step_loss, counts = 0.0, torch.zeros(4, dtype=torch.float64)
+                step_loss, counts = 0.0, torch.zeros(5, dtype=torch.float64)
                 for j, idx in enumerate(slots):
                     real = idx is not None
                     rows = idx if real else group[0]
@@ -298,23 +334,33 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
                         accelerator.backward(loss * (world / len(group) if real else 0.0))
                     if not real:
                         continue
-                    step_loss += float(loss.detach()) / len(mine)
+                    loss_value = float(loss.detach())
+                    step_loss += loss_value / len(mine)
                     window.add(counters)
                     ntok = int(batch["attention_mask"].sum())
                     counts += torch.tensor([
                         ntok, int(batch["loss_mask"].sum()), float(counters["draft_flops"][0]),
                         ntok * forward_flops_per_token(target.config,
-                                                       batch["input_ids"].shape[1] / 2)],
-                        dtype=torch.float64)
+                                                       batch["input_ids"].shape[1] / 2),
+                        0.0 if math.isfinite(loss_value) else 1.0], dtype=torch.float64)
                 if world > 1:
                     counts = accelerator.reduce(counts.to(device), "sum").cpu()
-                ntok, nloss, dflops, tflops = counts.tolist()
+                ntok, nloss, dflops, tflops, nonfinite = counts.tolist()
                 progress["tokens"] += int(ntok)
                 progress["loss_tokens"] += int(nloss)
                 progress["draft_flops"] += dflops
                 progress["target_flops"] += tflops
                 tok_window += int(ntok)
                 grad_norm = accelerator.clip_grad_norm_(params, tcfg.max_grad_norm)
+                if nonfinite or not math.isfinite(float(grad_norm)):
+                    raise TrainingDiverged(
+                        f"Training stopped at optimizer step {step + 1}: the "
+                        f"{'loss' if nonfinite else 'gradient norm'} is not finite (loss "
+                        f"{step_loss:.4g}, gradient norm {float(grad_norm):.4g}). The weights of "
+                        "this step were not applied and the run is marked failed. Corrupt "
+                        "input features (a damaged feature cache: delete it, or "
+                        "cache.enabled=false) or a learning rate too high for this precision "
+                        "(lower trainer.lr, or trainer.precision=no) are the usual causes.")
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -356,7 +402,16 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
             progress["epoch"] = epoch + 1
             progress["step_in_epoch"] = 0
         bar.close()
-        if status != "interrupted":
+        if finishing:
+            final = previous
+            if dataset.eval:
+                eval_metrics = _run_eval(model, target, spec, dataset.eval,
+                                         tcfg.micro_batch_size, pad_id, device, accelerator,
+                                         autocast, cache=fcache)
+            if accelerator.is_main_process:
+                publish_weights(final, run_dir / "draft.safetensors")
+            status = "completed"
+        elif status != "interrupted":
             final = checkpoint()
             if accelerator.is_main_process:
                 publish_weights(final, run_dir / "draft.safetensors")
@@ -420,6 +475,14 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
     if status == "completed" and not checklist["steps_match"]:
         raise RuntimeError(f"optimizer steps taken ({step}) != expected ({total_steps})")
     return summary
+
+
+def _size(n: float) -> str:
+    """A byte count for messages, with enough precision to be non-zero."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def _positions(metrics: dict, prefix: str) -> list[float]:

@@ -490,7 +490,9 @@ class Eagle3(nn.Module):
             loss_k = -(target * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
             total = total + (self.decay ** k) * loss_k
             with torch.no_grad():
-                hits = (logits.argmax(-1) == target.argmax(-1)).sum().float()
+                # argmax of a NaN row points at the NaN: never count a non-finite row as a hit
+                finite = torch.isfinite(logits).all(-1) & torch.isfinite(target).all(-1)
+                hits = ((logits.argmax(-1) == target.argmax(-1)) & finite).sum().float()
                 count = torch.tensor(float(n))
                 counters[f"top1/{k}"] = (hits, count)
                 counters[f"loss/{k}"] = (loss_k.detach() * n, count)
