@@ -53,11 +53,16 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
     evaluate (inside the training run's tracker). Raises UserError."""
     from omegaconf import OmegaConf
 
+    from specbench.config import validate
+    from specbench.export import check_export_settings
     from specbench.fairness import check_algorithm_choice
     from specbench.sweep import already_completed, move_aside
     from specbench.trainer import train
 
+    # everything that can be refused without loading a model is refused here, in seconds
+    validate(cfg)
     check_algorithm_choice(hc.runtime.choices.get("algorithm"))
+    check_export_settings(cfg)
     if cfg.eval.enabled:
         from specbench.evaluate import check_eval_settings
 

@@ -32,7 +32,7 @@ from specbench.checkpoint import (
     set_rng_state,
     write_json,
 )
-from specbench.config import enum_value
+from specbench.config import enum_value, validate
 from specbench.data import build_dataset, collate, epoch_order
 from specbench.errors import UserError
 from specbench.target import forward_flops_per_token, load_target
@@ -160,11 +160,7 @@ def _train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None, after) 
     sequence sharing their state; the restructure into named phases is issue 9)."""
     t_start = time.time()
     tcfg = cfg.trainer
-    for key in ("micro_batch_size", "grad_accum", "epochs", "max_length", "log_every",
-                "eval_every"):
-        if tcfg[key] < 1:
-            raise UserError(f"trainer.{key}={tcfg[key]} must be at least 1 (use a large "
-                            f"trainer.eval_every to evaluate only at the end).")
+    validate(cfg)  # ranges and unknown keys (python -m specbench has checked them already)
     algo_cls = get_algorithm(cfg.algorithm.name)
     previous = latest_checkpoint(run_dir)
     if previous is not None and not tcfg.resume:
@@ -181,6 +177,10 @@ def _train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None, after) 
     device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
     torch.manual_seed(tcfg.seed)
     target = load_target(cfg.model, seed=tcfg.seed, device=device)
+    if cfg.eval.enabled:  # decoding settings the target's vocabulary cannot serve
+        from specbench.evaluate import check_decode_against_target
+
+        check_decode_against_target(cfg, target.config.vocab_size)
     dataset = build_dataset(cfg.data, target.tokenizer, tcfg.max_length)
     accum = fairness.resolve_grad_accum(tcfg, world)
     global_bs = fairness.global_batch(tcfg.micro_batch_size, accum, world)
