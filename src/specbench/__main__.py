@@ -48,25 +48,32 @@ def app(cfg: DictConfig) -> dict:
         sys.exit(2)
 
 
-def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
-    """Check everything that can be checked before the first step, then train, export and
-    evaluate (inside the training run's tracker). Raises UserError."""
-    from omegaconf import OmegaConf
-
+def preflight(cfg: DictConfig, algorithm_choice: str | None = None) -> None:
+    """Refuse, in seconds and without loading a model, every setting that can be checked
+    alone: ranges and unknown keys, the algorithm group, export formats, evaluation settings
+    (the prompts file included). Raises UserError."""
     from specbench.config import validate
     from specbench.export import check_export_settings
     from specbench.fairness import check_algorithm_choice
-    from specbench.sweep import already_completed, move_aside
-    from specbench.trainer import train
 
-    # everything that can be refused without loading a model is refused here, in seconds
     validate(cfg)
-    check_algorithm_choice(hc.runtime.choices.get("algorithm"))
+    check_algorithm_choice(algorithm_choice)
     check_export_settings(cfg)
     if cfg.eval.enabled:
         from specbench.evaluate import check_eval_settings
 
         check_eval_settings(cfg.eval)
+
+
+def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
+    """Check everything that can be checked before the first step, then train, export and
+    evaluate (inside the training run's tracker). Raises UserError."""
+    from omegaconf import OmegaConf
+
+    from specbench.sweep import already_completed, move_aside
+    from specbench.trainer import train
+
+    preflight(cfg, hc.runtime.choices.get("algorithm"))
     resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     if already_completed(run_dir, resolved) and not cfg.force:
         print(f"[specbench] {run_dir} already holds this run, completed: skipped "
