@@ -13,7 +13,7 @@ import pytest
 from specbench import compare as cmp
 from specbench.errors import UserError
 
-from .test_compare import make_run, read_csv
+from .test_compare import EXP, make_run, read_csv
 
 
 def edit_json(path: Path, fn) -> None:
@@ -137,8 +137,8 @@ DAMAGE = {
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_a_damaged_run_is_left_out_and_the_others_compared(tmp_path, capsys, case):
     damage, message = DAMAGE[case]
-    assert len((Path(cmp.__file__).parents[2] / "experiments" / "smollm2-medusa-default" /
-                "metrics.jsonl").read_text().splitlines()) == 20  # the line numbers above
+    assert len((EXP / "smollm2-medusa-default" / "metrics.jsonl").read_text().splitlines()) \
+        == 20  # the line numbers above
     make_run(tmp_path, "a-medusa", tree_tau=1.5)
     make_run(tmp_path, "b-eagle3", alg="eagle3", tree_tau=1.6)
     bad = make_run(tmp_path, "c-medusa", tree_tau=1.9)

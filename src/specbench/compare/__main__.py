@@ -1,0 +1,7 @@
+"""python -m specbench.compare: see the package docstring (``--help``)."""
+
+import sys
+
+from specbench.compare import main
+
+sys.exit(main())
