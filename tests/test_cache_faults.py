@@ -200,3 +200,19 @@ def test_cli_help_as_a_module():
     proc = subprocess.run([sys.executable, "-m", "specbench.feature_cache", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--count-tokens" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_safetensors_disk_errors_become_os_errors(tmp_path, monkeypatch):
+    """safetensors reports a full disk as SafetensorError("... (os error 28)"), not OSError."""
+    import safetensors.torch
+    import torch
+    from safetensors import SafetensorError
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError) as err:
+        feature_cache._save_shard(tmp_path / "s.safetensors", {"a": torch.zeros(2)}, {})
+    assert err.value.errno == errno.ENOSPC

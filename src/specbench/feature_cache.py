@@ -57,6 +57,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -481,9 +482,16 @@ def check_size(need: int, tokens: int, layers: list, hidden: int, dtype, cache_c
 
 
 def _save_shard(path: Path, tensors: dict, metadata: dict) -> int:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    save_file(tensors, str(path), metadata=metadata)
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as err:  # its I/O errors (a full disk) are not OSErrors: make them so
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
     with open(path, "rb") as f:
         os.fsync(f.fileno())
     return path.stat().st_size
