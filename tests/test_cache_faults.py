@@ -168,7 +168,7 @@ def test_two_processes_building_one_key_make_one_good_cache(conv_file, tmp_path,
                                str(barrier)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, errs) in zip(procs, outs):
+    for p, (_out, errs) in zip(procs, outs):
         assert p.returncode == 0, errs[-2000:]
     results = [json.loads(line[7:]) for out, _ in outs for line in out.splitlines()
                if line.startswith("RESULT ")]
@@ -216,3 +216,20 @@ def test_safetensors_disk_errors_become_os_errors(tmp_path, monkeypatch):
     with pytest.raises(OSError) as err:
         feature_cache._save_shard(tmp_path / "s.safetensors", {"a": torch.zeros(2)}, {})
     assert err.value.errno == errno.ENOSPC
+
+
+def test_training_from_a_flipped_cache_stops_before_training(conv_file, tmp_path,
+                                                             _own_cache_root):
+    """The issue's case: flipped bytes in a shard used to give NaN losses and a "completed" run."""
+    from specbench.trainer import train
+
+    over = tiny_overrides(conv_file, **{"trainer.max_steps": 1}) + ["cache.enabled=true"]
+    first = train(compose(over), tmp_path / "first")
+    shard = sorted((_own_cache_root / first["feature_cache"]["key"]).glob("train-*"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    shard.write_bytes(bytes(raw))
+    feature_cache._VERIFIED.clear()  # as in a new process
+    with pytest.raises(UserError, match=rf"shard {shard.name} does not match its sha256"):
+        train(compose(over), tmp_path / "second")
+    assert not (tmp_path / "second" / "draft.safetensors").exists()
