@@ -35,6 +35,7 @@ def test_sweep_records_jobs_survives_a_failure_and_skips_completed(tmp_path):
     assert "trainer.epochs=1" in ok["overrides"] and ok["error"] is None
     assert bad["status"] == "failed" and "trainer.epochs=0 must be at least 1" in bad["error"]
     assert "trainer.epochs=1,0" in state["sweep_overrides"]
+    assert state["status"] == "failed" and state["finished"]  # Hydra skips on_multirun_end
     assert ok["dir"] == "0-medusa"  # relative to the sweep root
     run0 = root / ok["dir"]
     assert (run0 / "draft.safetensors").is_file() and (run0 / "eval.json").is_file()
