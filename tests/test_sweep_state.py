@@ -14,8 +14,14 @@ from omegaconf import OmegaConf
 
 from specbench.config import compose
 from specbench.errors import UserError
-from specbench.sweep import (already_completed, check_callback_overrides, check_callbacks,
-                             finish_sweep, jobs_total, objective_value)
+from specbench.sweep import (
+    already_completed,
+    check_callback_overrides,
+    check_callbacks,
+    finish_sweep,
+    jobs_total,
+    objective_value,
+)
 
 from .conftest import tiny_overrides, write_conversations
 

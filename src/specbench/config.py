@@ -383,7 +383,7 @@ def _refuse_unknown_keys(node: DictConfig, path: str) -> None:
 
     schema = OmegaConf.get_type(node)
     known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
-    for key, child in node.items_ex(resolve=False):
+    for key in node.keys():
         full = f"{path}.{key}" if path else str(key)
         if known is not None and key not in known:
             where = path or "the top level"
