@@ -1,7 +1,9 @@
 """Structured configs for every Hydra group, registered in Hydra's ConfigStore.
 
 Each YAML file under ``conf/`` is merged into one of these dataclasses, so a typo, a wrong type or
-an unknown key fails when Hydra composes the config, before anything heavy is loaded.
+an unknown key fails when Hydra composes the config, before anything heavy is loaded. Keys added
+with ``+`` (which Hydra lets through) and values out of range are refused by ``validate``, which
+``python -m specbench`` calls first: each schema's ``__post_init__`` holds its rules.
 
 Controlled variables (identical across algorithms, see ``fairness.py``) live in ``model``,
 ``data`` and ``trainer``. Only ``algorithm`` may differ between runs that are compared.
