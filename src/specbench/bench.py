@@ -74,6 +74,11 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5) 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(__doc__.strip())
+        print("\nOptions: --verify, --dtype=float32|bfloat16 (with --verify), --iters=N "
+              "(timed batches, default 4); any other argument is a Hydra override.")
+        return 0
     if "--verify" in argv:
         argv.remove("--verify")
         dtype = next((a.split("=", 1)[1] for a in argv if a.startswith("--dtype=")), "float32")
@@ -81,7 +86,14 @@ def main(argv=None) -> int:
     iters = 4
     for a in list(argv):
         if a.startswith("--iters="):
-            iters = int(a.split("=", 1)[1])
+            try:
+                iters = int(a.split("=", 1)[1])
+            except ValueError:
+                iters = 0
+            if iters < 1:
+                print(f"error: {a}: give a whole number of timed batches, at least 1.",
+                      file=sys.stderr)
+                return 2
             argv.remove(a)
     try:
         cfg = compose(["trainer.max_length=256", *argv])

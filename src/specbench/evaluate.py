@@ -9,28 +9,39 @@ speed baseline), prompt lookup decoding, Lookahead decoding, and the run's own d
 drafting and with its tree (Medusa: static tree; EAGLE-3: EAGLE-2 dynamic tree). Every output is
 checked token for token against the greedy one. Reports tau (tokens per target forward, bonus
 included), tokens/s, speedup over greedy, target forwards and the share of time spent drafting,
-per method, overall and per prompt category; writes ``eval.json`` in the run directory.
+per method, overall and per prompt category. The evaluation after training writes ``eval.json``
+in the run directory; a standalone one writes ``eval-<label>.json`` (``--label``, by default the
+time) and lists it in ``evals.json``, never overwriting an earlier result.
 
 The target, its settings and the evaluation settings come from the run's recorded config; the
 flags only override evaluation settings. A draft only works with the target it was trained on,
 so ``--model`` naming another target is refused. Multi-turn questions (MT-bench / Spec-Bench
 ``turns``) are answered turn by turn, each later turn following the model's own earlier answers;
-every turn is one measured sample.
+every turn is one measured sample. The target is loaded with the run's ``trainer.seed`` and
+without ``trust_remote_code`` unless ``--trust-remote-code`` is given: a run directory's config
+never enables it. The draft weights are checked against the checksum their checkpoint recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import load_file
 
 from specbench.algorithms import get_algorithm
-from specbench.checkpoint import write_json
+from specbench.checkpoint import (
+    read_json,
+    read_run_config,
+    read_run_weights,
+    run_target_config,
+    write_json,
+)
 from specbench.config import enum_value
 from specbench.data.conversations import embedded_path
 from specbench.decoding import Autoregressive, PromptLookup, speculative_generate
@@ -39,9 +50,14 @@ from specbench.lookahead import Lookahead
 from specbench.target import load_target
 
 EMBEDDED_PROMPTS = "embedded:heldout_prompts.jsonl"
+INDEX = "evals.json"
 
 
-def _question(row: dict, where: str) -> dict:
+def _question(row, where: str) -> dict:
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: a question is a JSON object with 'turns' (a list of strings, "
+                        "Spec-Bench / MT-bench format) or 'prompt' (a string), not "
+                        f"{json.dumps(row)[:40]}.")
     turns = row.get("turns") or row.get("prompt")
     if isinstance(turns, str):
         turns = [turns]
@@ -67,8 +83,16 @@ def load_questions(spec: str | None, num: int) -> list[dict]:
                             "'turns' (Spec-Bench / MT-bench question.jsonl) or 'prompt' per "
                             "line, hub:DATASET_ID, or leave it null for the embedded held-out "
                             "prompts.")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"eval.prompts: {path} is not a UTF-8 text file (binary?). Give a "
+                            "JSON-lines question file.") from None
+        except OSError as err:
+            raise UserError(f"eval.prompts: {path} cannot be read ({err.strerror or err}).") \
+                from None
         questions = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for lineno, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
                     row = json.loads(line)
@@ -76,6 +100,10 @@ def load_questions(spec: str | None, num: int) -> list[dict]:
                     raise UserError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix the line "
                                     "or point eval.prompts at another file.") from None
                 questions.append(_question(row, f"{path}:{lineno}"))
+        if not questions:
+            raise UserError(f"eval.prompts: {path} holds no questions (it is empty). Give a "
+                            "JSON-lines file with 'turns' or 'prompt' per line, or leave "
+                            "eval.prompts null for the embedded held-out prompts.")
     by_cat: dict[str, list[dict]] = {}
     for q in questions:
         by_cat.setdefault(q["category"], []).append(q)
@@ -114,17 +142,50 @@ def check_eval_settings(e, prompts: bool = True) -> None:
             raise UserError(f"eval.{key}={e[key]} must be at least 1 (or set "
                             "eval.enabled=false to skip the evaluation).")
     Lookahead(e.lookahead.level, e.lookahead.window, e.lookahead.guess)
-    if prompts and e.prompts and not str(e.prompts).startswith("hub:"):
-        load_questions(e.prompts, 1)  # the file exists and its first rows parse
+    if prompts and e.prompts:
+        # the file exists, is not empty and parses; a hub: set is reachable and loads
+        load_questions(e.prompts, 1)
+
+
+def check_decode_against_target(cfg, vocab_size: int) -> None:
+    """Fail right after loading the target, before training, on tree settings its vocabulary
+    cannot serve: Medusa ranks (``algorithm.tree_choices``) at or above the vocabulary size,
+    an EAGLE-3 ``algorithm.tree_top_k`` above the draft vocabulary."""
+    a, vocab_size = cfg.algorithm, int(vocab_size)
+    name = str(a.name)
+    if name == "medusa":
+        from specbench.algorithms.medusa import _tree_choices
+
+        top = max(max(p) for p in _tree_choices(a, int(a.num_heads)))
+        if top >= vocab_size:
+            raise UserError(f"algorithm.tree_choices uses rank {top}, but the target's "
+                            f"vocabulary has {vocab_size} tokens (ranks 0..{vocab_size - 1}). "
+                            "Lower the ranks, or set algorithm.tree_choices=null for the "
+                            "default tree.")
+    elif name == "eagle3":
+        from specbench.algorithms.eagle3 import DEFAULT_DRAFT_VOCAB
+
+        dv = int(a.get("draft_vocab_size") or DEFAULT_DRAFT_VOCAB.get(
+            vocab_size, min(vocab_size, 32000)))
+        k = int(a.get("tree_top_k", 8))
+        if k > min(dv, vocab_size):
+            raise UserError(f"algorithm.tree_top_k={k} exceeds the draft vocabulary of "
+                            f"{min(dv, vocab_size)} tokens (algorithm.draft_vocab_size, at most "
+                            f"the target's {vocab_size}). Lower algorithm.tree_top_k.")
 
 
 def load_draft(run_dir: Path, cfg, target):
-    weights = run_dir / "draft.safetensors"
-    if not weights.is_file():
+    if not (run_dir / "draft.safetensors").is_file():
         raise UserError(f"{run_dir} has no draft.safetensors: the run did not complete. Finish "
                         "it (trainer.resume=true) before evaluating.")
     algo = get_algorithm(cfg.algorithm.name)
-    draft = algo.from_state(cfg.algorithm, target, load_file(str(weights)))
+    state = read_run_weights(run_dir)  # checked against its checkpoint's sha256
+    try:
+        draft = algo.from_state(cfg.algorithm, target, state)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise UserError(f"{run_dir / 'draft.safetensors'} does not fit the run's config.json "
+                        f"({type(err).__name__}: {str(err)[:200]}): the files are from "
+                        "different runs or damaged. Train the run again.") from None
     # decode in the target's dtype: the frozen buffers borrowed from it are already in it
     return draft.to(device=target.device, dtype=target.model.dtype).eval()
 
@@ -157,28 +218,79 @@ def _model_config(name_or_overrides: list[str]):
         raise UserError(f"--model {' '.join(name_or_overrides)}: {err}") from None
 
 
+def _check_label(run_dir: Path, label: str | None) -> tuple[str, Path]:
+    """(label, file) of a standalone evaluation: ``eval-<label>.json``, never an existing one."""
+    if label is None:
+        base = time.strftime("%Y%m%d-%H%M%S")
+        label, n = base, 1
+        while (run_dir / f"eval-{label}.json").exists():
+            n += 1
+            label = f"{base}-{n}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", label):
+        raise UserError(f"--label {label!r}: use letters, digits, '.', '_' and '-' only (at most "
+                        "64, starting with a letter or digit).")
+    path = run_dir / f"eval-{label}.json"
+    if path.exists():
+        raise UserError(f"{path} already exists: earlier results are never overwritten. Choose "
+                        "another --label.")
+    return label, path
+
+
+def _add_to_index(run_dir: Path, label: str, path: Path, result: dict) -> None:
+    """List a standalone evaluation in ``evals.json`` (under a lock: evaluations may run at
+    once)."""
+    from filelock import FileLock
+
+    index = run_dir / INDEX
+    with FileLock(str(run_dir / f".{INDEX}.lock")):
+        data = read_json(index, "Delete or fix it; the eval-*.json files it lists are "
+                         "untouched.") if index.exists() else {"evals": []}
+        if not isinstance(data.get("evals"), list):
+            raise UserError(f"{index} is not an evaluation index (no 'evals' list). Delete or "
+                            "fix it; the eval-*.json files are untouched.")
+        data["evals"].append({
+            "label": label, "file": path.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "settings": {k: result["settings"][k] for k in
+                         ("num_prompts", "max_new_tokens", "dtype", "device", "prompts")},
+            "tau": {name: m["tau"] for name, m in result["overall"].items()}})
+        write_json(index, data)
+
+
 def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "auto",
-             model: list[str] | None = None, tracker=None) -> dict:
+             model: list[str] | None = None, tracker=None, label: str | None = None,
+             standalone: bool = False, trust_remote_code: bool = False) -> dict:
     """Evaluate ``run_dir`` with its recorded eval settings updated by ``eval_overrides``
-    (keys of the ``eval`` config: num_prompts, max_new_tokens, prompts, dtype, ...)."""
+    (keys of the ``eval`` config: num_prompts, max_new_tokens, prompts, dtype, ...).
+
+    Writes ``eval.json`` (the evaluation after training); with ``standalone`` (or a ``label``)
+    ``eval-<label>.json`` instead, listed in ``evals.json``. ``trust_remote_code`` lets the
+    target run its own code; it is never taken from the run directory."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise UserError(f"{run_dir} is not a specbench run directory (no config.json); pass "
-                        "the directory a training run printed as its results.")
-    cfg = OmegaConf.create(json.loads((run_dir / "config.json").read_text()))
+    cfg = read_run_config(run_dir)
+    out, label = run_dir / "eval.json", label
+    if standalone or label is not None:
+        label, out = _check_label(run_dir, label)
     if model:
         check_same_target(cfg.model, _model_config(model), run_dir)
     from specbench.config import EvalConfig
 
-    e = OmegaConf.merge(OmegaConf.structured(EvalConfig), cfg.get("eval") or {},
-                        {k: v for k, v in (eval_overrides or {}).items() if v is not None})
+    try:
+        e = OmegaConf.merge(OmegaConf.structured(EvalConfig), cfg.get("eval") or {},
+                            {k: v for k, v in (eval_overrides or {}).items() if v is not None})
+    except Exception as err:  # omegaconf validation errors
+        raise UserError(f"The eval settings of {run_dir / 'config.json'} with these flags are "
+                        f"invalid ({str(err).splitlines()[0]}).") from None
+    model_cfg = run_target_config(cfg, trust_remote_code)
     if e.dtype is not None:
-        cfg.model.dtype = enum_value(e.dtype)
+        model_cfg.dtype = enum_value(e.dtype)
+    cfg.model = model_cfg
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     check_eval_settings(e, prompts=False)  # load_questions reads and checks the prompts
     questions = load_questions(e.prompts, e.num_prompts)
-    target = load_target(cfg.model, device=device)
+    seed = int((cfg.get("trainer") or {}).get("seed", 0))
+    target = load_target(cfg.model, seed=seed, device=device)
+    check_decode_against_target(cfg, target.config.vocab_size)
     draft = load_draft(run_dir, cfg, target)
     tok = target.tokenizer
     eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
@@ -241,7 +353,8 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
         return out
 
     categories = sorted({r["category"] for r in per_prompt})
-    result = {"run": run_dir.name, "algorithm": alg,
+    result = {"run": run_dir.resolve().name, "algorithm": alg, "label": label,
+              "file": out.name,
               "fingerprint": _recorded_fingerprint(run_dir),
               "settings": {"num_prompts": len(questions), "samples": len(per_prompt),
                            "max_new_tokens": e.max_new_tokens, "dtype": str(cfg.model.dtype),
@@ -256,7 +369,9 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
               "per_category": {c: aggregate([r for r in per_prompt if r["category"] == c])
                                for c in categories},
               "per_prompt": per_prompt}
-    write_json(run_dir / "eval.json", result)
+    write_json(out, result)
+    if label is not None:
+        _add_to_index(run_dir, label, out, result)
     if tracker is not None:
         tracker.log_eval(result)
     return result
@@ -265,24 +380,39 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
 def _eval_tracker(run_dir: Path, mode: str):
     """A W&B run for a standalone evaluation: same group (fingerprint) as the training run,
     job type ``<algorithm>-eval``, the run's recorded config."""
-    config_file = Path(run_dir) / "config.json"
-    if mode == "disabled" or not config_file.is_file():
+    if mode == "disabled":
         return None
     from specbench.tracking import RunTracker
 
-    config = json.loads(config_file.read_text())
+    config = OmegaConf.to_container(read_run_config(run_dir), enum_to_str=True)
     tcfg = OmegaConf.create(config.get("tracker") or {"mode": "disabled"})
     if mode != "run":
         tcfg.mode = mode
     if str(tcfg.get("mode", "disabled")) == "disabled":
         return None
+    # resume_step: RunTracker keeps the training rows of metrics.jsonl instead of moving them
+    # aside as an abandoned attempt (an evaluation logs no metrics rows)
     return RunTracker(Path(run_dir), tcfg, config, _recorded_fingerprint(run_dir) or "unknown",
-                      f"{config['algorithm']['name']}-eval")
+                      f"{config['algorithm']['name']}-eval", resume_step=sys.maxsize)
+
+
+def _flush_wandb() -> None:
+    """Wait for W&B's service to write the run out: ``finish`` returns before the offline
+    file is complete, and this process is about to end."""
+    try:
+        import wandb
+
+        wandb.teardown()
+    except Exception:  # pragma: no cover - tracking never fails an evaluation
+        pass
 
 
 def _recorded_fingerprint(run_dir: Path) -> str | None:
     summary = run_dir / "summary.json"
-    return json.loads(summary.read_text()).get("fingerprint") if summary.is_file() else None
+    if not summary.is_file():
+        return None
+    fp = read_json(summary, "Evaluate another run, or train this one again.").get("fingerprint")
+    return fp if isinstance(fp, str) else None
 
 
 def print_table(result: dict) -> None:
@@ -321,22 +451,33 @@ def main(argv=None) -> int:
     p.add_argument("--model", nargs="+", default=None, metavar="NAME_OR_OVERRIDE",
                    help="the target to evaluate under (a conf/model name or model.KEY=VALUE); "
                         "refused unless it is the run's own target")
+    p.add_argument("--label", default=None,
+                   help="results go to eval-LABEL.json, listed in evals.json (default: the "
+                        "date and time); the training-time eval.json is never overwritten")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the target's own modelling code (never read from the run)")
     args = p.parse_args(argv)
+    run_dir = args.run_dir.resolve()  # W&B and the files need no working-directory context
     prompts = EMBEDDED_PROMPTS if args.prompts == "embedded:" else args.prompts
     over = {"num_prompts": args.num_prompts, "max_new_tokens": args.max_new_tokens,
             "prompts": prompts, "dtype": args.dtype}
     tracker = None
     try:
-        tracker = _eval_tracker(args.run_dir, args.tracker)
-        result = evaluate(args.run_dir, over, args.device, args.model, tracker=tracker)
+        result = evaluate(run_dir, over, args.device, args.model, label=args.label,
+                          standalone=True, trust_remote_code=args.trust_remote_code)
+        # the W&B run starts only once there are results: a failed evaluation leaves none
+        tracker = _eval_tracker(run_dir, args.tracker)
+        if tracker is not None:
+            tracker.log_eval(result)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
         if tracker is not None:
             tracker.finish()
+            _flush_wandb()
     print_table(result)
-    print(f"  written: {args.run_dir}/eval.json")
+    print(f"  written: {run_dir / result['file']} (listed in {run_dir / INDEX})")
     bad = [n for n, m in result["overall"].items() if not m["exact"]]
     if bad and result["settings"]["dtype"] == "float32":
         print(f"  MISMATCH against greedy in fp32: {bad}", file=sys.stderr)
