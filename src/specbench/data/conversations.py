@@ -8,6 +8,11 @@ Every row becomes a list of ``{"role", "content"}`` dicts with roles system/user
 that cannot (missing roles, empty content, undecodable text, no assistant turn) is a *bad row*:
 with ``data.bad_rows=report`` it is skipped, counted and listed in the run summary; with
 ``data.bad_rows=error`` the run stops naming its line number. Nothing is dropped silently.
+
+Files: ``.jsonl`` holds one row per line; ``.json`` a JSON array of rows (each numbered by the
+line it starts on), a single row, or JSON lines. A file that cannot be rows at all (binary,
+``null``, a number, empty, cut off inside a ``.json`` array) is a UserError naming the file and
+line; in a ``.jsonl`` a cut-off last line is a bad row that says the file looks cut off.
 """
 
 from __future__ import annotations
