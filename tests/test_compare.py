@@ -377,3 +377,27 @@ def test_tune_errors(tmp_path, capsys):
                      ("trainer.lrr", "did you mean trainer.lr")):
         assert cmp.main([str(tmp_path), "--no-plots", "--tune", key]) == 2
         assert msg in capsys.readouterr().err, key
+
+
+def test_python_m_and_the_shipped_report_template(tmp_path):
+    """compare is a package: ``python -m specbench.compare`` runs it, and the HTML template
+    it renders is listed as package data (so it is in the wheel, not only in the checkout)."""
+    import sys
+    from importlib.resources import files
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    make_run(tmp_path, "medusa")
+    out = tmp_path / "cmp"
+    done = subprocess.run([sys.executable, "-m", "specbench.compare", str(tmp_path / "medusa"),
+                           "--out", str(out), "--no-plots", "--format", "markdown"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (out / "comparison.md").read_text()
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    template = files("specbench.compare") / "templates" / "report.html.j2"
+    assert template.is_file()
+    pyproject = tomllib.loads((EXP.parent / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["specbench"]
+    root = Path(files("specbench"))
+    assert any(Path(template) in set(root.glob(g)) for g in shipped)

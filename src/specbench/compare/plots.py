@@ -1,0 +1,175 @@
+"""The PNG plots: loss curves, per-position acceptance, tau against the tuned key and against
+each swept algorithm setting, decoding speedup. A plot without data is skipped with a line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .fmt import fmt_value, is_number
+from .report import method_order
+from .runs import dig
+from .stats import describe_settings, mean_std
+
+
+@dataclass
+class Canvas:
+    """Where the plots go, and what was written (title, path) or skipped (why)."""
+    plt: object
+    out: Path
+    multi: bool  # several groups: run labels carry their group
+    written: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+
+    def tag(self, r) -> str:
+        return f"{r.name} (g{r.group})" if self.multi else r.name
+
+    def save(self, fig, name, title) -> None:
+        fig.tight_layout()
+        fig.savefig(self.out / name, dpi=90)
+        self.plt.close(fig)
+        self.written.append((title, self.out / name))
+
+
+def make_plots(runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]], list[str]]:
+    """PNG plots in ``out``; returns (title, path) for each written and a note for each skipped."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return [], ["plots skipped: matplotlib is not installed (pip install matplotlib)"]
+    c = Canvas(plt, out, len(groups) > 1)
+    with matplotlib.rc_context({"text.parse_math": False}):  # a '$' in a run name is text
+        loss_curves(c, runs)
+        acceptance(c, runs)
+        if tune:
+            tau_vs_tuned(c, groups, tune)
+        tau_vs_param(c, [r for r in runs if r.tuned_best] if tune else runs, tune)
+        speedup(c, runs)
+    return c.written, c.skipped
+
+
+def loss_curves(c: Canvas, runs) -> None:
+    curves = [(r, [(m["step"], m["train/loss"]) for m in r.metrics
+                   if is_number(m.get("step")) and is_number(m.get("train/loss"))])
+              for r in runs]
+    if not any(p for _, p in curves):
+        c.skipped.append("loss curves skipped: no train/loss rows in any metrics.jsonl")
+        return
+    fig, ax = c.plt.subplots(figsize=(8, 4.5))
+    for r, pts in curves:
+        if pts:
+            ax.plot(*zip(*pts), label=c.tag(r))
+    ax.set(xlabel="optimizer step", ylabel="train loss", title="Training loss")
+    ax.legend(fontsize=7)
+    c.save(fig, "loss_curves.png", "Training loss curves")
+
+
+def acceptance(c: Canvas, runs) -> None:
+    acc = [(r, dig(r.summary, "eval_split.top1") or []) for r in runs]
+    if not any(a for _, a in acc):
+        c.skipped.append("acceptance plot skipped: no eval_split.top1 in any summary.json")
+        return
+    fig, ax = c.plt.subplots(figsize=(8, 4.5))
+    for r, a in acc:
+        if a:
+            ax.plot(range(1, len(a) + 1), a, marker="o", label=f"{c.tag(r)} [{r.algorithm}]")
+    ax.set(xlabel="draft position k (Medusa: head k, EAGLE-3: TTT step k)",
+           ylabel="held-out top-1 accuracy", title="Per-position acceptance (held-out top-1)")
+    ax.legend(fontsize=7)
+    c.save(fig, "acceptance.png", "Per-position acceptance")
+
+
+def tau_vs_tuned(c: Canvas, groups, tune) -> None:
+    """The tuning curves of each group: one line per config, its selected value starred."""
+    fig, axes = c.plt.subplots(len(groups), 1, figsize=(8, 4.5 * len(groups)), squeeze=False)
+    for ax, g in zip(axes[:, 0], groups):
+        t = g["tuning"]
+        numeric = len(tune) == 1 and all(is_number(v[0]) for v in t["grid"])
+        pos = {v: (v[0] if numeric else i) for i, v in enumerate(t["grid"])}
+        for b in t["best"]:
+            pts = [(pos[x["value"]], x["mean"], x["std"] or 0) for x in b["cells"]
+                   if x["mean"] is not None]
+            if pts:
+                line = ax.errorbar(*zip(*pts), marker="o", capsize=3, label=b["config"])
+                if b["value"] is not None:
+                    ax.plot([pos[b["value"]]], [b["mean"]], marker="*", markersize=14,
+                            color=line[0].get_color())
+        xs = list(pos.values())
+        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:
+            ax.set_xscale("log")
+        ax.set_xticks(xs, [fmt_value(v) for v in t["grid"]])
+        ax.minorticks_off()
+        ax.set(xlabel=", ".join(tune), ylabel=g["metric"],
+               title=f"{g['metric']} vs {', '.join(tune)}"
+               + (f" (group {g['id']})" if c.multi else "")
+               + "; mean ± std over seeds, * = selected")
+        ax.legend(fontsize=7)
+    c.save(fig, "tau_vs_tuned.png", "tau vs the tuned key (equal tuning budget)")
+
+
+def setting_axis(rs, key) -> tuple[list[str], list, dict]:
+    """The values of one algorithm setting (as JSON, as values), sorted, and their x positions."""
+    xs = sorted({json.dumps(r.settings.get(key), default=str) for r in rs})
+    values = [json.loads(x) for x in xs]
+    numeric = all(is_number(v) for v in values)
+    if numeric:
+        xs = sorted(xs, key=json.loads)
+        values = sorted(values)
+    return xs, values, {x: (json.loads(x) if numeric else i) for i, x in enumerate(xs)}
+
+
+def tau_vs_param(c: Canvas, runs, tune) -> None:
+    """tau_sim and decoding tau against each algorithm setting that varies (mean ± std)."""
+    swept = [(alg, k) for alg, (vary, _) in describe_settings(runs).items() for k in vary]
+    if not swept:
+        c.skipped.append("tau-vs-parameter plot skipped: no algorithm setting varies between runs")
+        return
+    fig, axes = c.plt.subplots(len(swept), 1, figsize=(8, 4 * len(swept)), squeeze=False)
+    for ax, (alg, key) in zip(axes[:, 0], swept):
+        rs = [r for r in runs if r.algorithm == alg]
+        xs, values, pos = setting_axis(rs, key)
+        for g in sorted({r.group for r in rs}):
+            for attr, marker in (("tau_sim", "o"), ("decode_tau", "s")):
+                pts = []
+                for x in xs:
+                    m, s, n = mean_std(getattr(r, attr) for r in rs if r.group == g and
+                                       json.dumps(r.settings.get(key), default=str) == x)
+                    if n:
+                        pts.append((pos[x], m, s or 0))
+                if pts:
+                    name = "tau_sim (held-out)" if attr == "tau_sim" else \
+                        "decoding tau (best draft)"
+                    ax.errorbar(*zip(*pts), marker=marker, capsize=3,
+                                label=name + (f", group {g}" if c.multi else ""))
+        ax.set_xticks(list(pos.values()), [str(v) for v in values])
+        ax.set(xlabel=f"algorithm.{key} ({alg})", ylabel="tau",
+               title=f"tau vs {key} ({alg}; mean ± std over seeds"
+               + (f"; each at its best {', '.join(tune)})" if tune else ")"))
+        ax.legend(fontsize=7)
+    c.save(fig, "tau_vs_param.png", "tau vs the swept parameter")
+
+
+def speedup(c: Canvas, runs) -> None:
+    ev = [r for r in runs if r.methods]
+    if not ev:
+        c.skipped.append("speedup plot skipped: no run has an eval.json")
+        return
+    methods = method_order(ev)
+    fig, ax = c.plt.subplots(figsize=(max(6, 1.2 * len(ev) * len(methods) / 3), 4.5))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        pts = [(i + j * width, dig(r.methods, f"{m}.speedup")) for i, r in enumerate(ev)]
+        pts = [(x, y) for x, y in pts if y is not None]
+        if pts:
+            ax.bar(*zip(*pts), width=width, label=m)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks([i + width * (len(methods) - 1) / 2 for i in range(len(ev))],
+                  [c.tag(r) for r in ev], rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel="speedup over greedy (its own eval)",
+           title="Decoding speedup: baselines and draft methods")
+    ax.legend(fontsize=7)
+    c.save(fig, "speedup.png", "Decoding speedup")
+
