@@ -233,3 +233,8 @@ def test_training_from_a_flipped_cache_stops_before_training(conv_file, tmp_path
     with pytest.raises(UserError, match=rf"shard {shard.name} does not match its sha256"):
         train(compose(over), tmp_path / "second")
     assert not (tmp_path / "second" / "draft.safetensors").exists()
+
+
+def test_cli_refuses_unknown_keys(capsys):
+    assert feature_cache.main(["+trainer.typo=1"]) == 2
+    assert "trainer.typo is not a setting" in capsys.readouterr().err

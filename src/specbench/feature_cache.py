@@ -665,7 +665,7 @@ def main(argv=None) -> int:
     """Print the stored layers and bytes/token for a config, analytically (no model load);
     ``--count-tokens`` loads the tokenizer and data to estimate the whole cache."""
     from specbench.algorithms import get_algorithm
-    from specbench.config import compose
+    from specbench.config import compose, validate
     from specbench.target import config_from_arch
 
     parser = argparse.ArgumentParser(
@@ -686,6 +686,7 @@ def main(argv=None) -> int:
         except Exception as err:  # Hydra's override and config errors
             raise UserError(f"Bad overrides {args.overrides}: {str(err).splitlines()[0]}. See "
                             "python -m specbench.feature_cache --help.") from err
+        validate(cfg)  # unknown keys (+trainer.typo=1) and out-of-range values
         tc = config_from_arch(cfg.model.arch)
         spec = get_algorithm(cfg.algorithm.name).feature_spec(cfg.algorithm, tc)
         layers = stored_layers(cfg.cache, spec, tc)
