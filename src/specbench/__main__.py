@@ -25,7 +25,7 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def app(cfg: DictConfig) -> dict:
+def app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from specbench.errors import UserError
@@ -70,7 +70,7 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
     evaluate (inside the training run's tracker). Raises UserError."""
     from omegaconf import OmegaConf
 
-    from specbench.sweep import already_completed, move_aside
+    from specbench.sweep import already_completed, move_aside, objective_value
     from specbench.trainer import train
 
     preflight(cfg, hc.runtime.choices.get("algorithm"))
@@ -78,7 +78,9 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
     if already_completed(run_dir, resolved) and not cfg.force:
         print(f"[specbench] {run_dir} already holds this run, completed: skipped "
               "(force=true runs it again).")
-        return {"skipped": True, "run_dir": str(run_dir)}
+        from specbench.checkpoint import read_json
+
+        return objective_value(cfg, read_json(run_dir / "summary.json"))
     if cfg.force and (aside := move_aside(run_dir)) is not None:
         print(f"[specbench] force=true: earlier files moved to {aside}")
 
@@ -109,7 +111,7 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
             raise RuntimeError(msg)
         print(f"\nerror: {msg}\n", file=sys.stderr)
         sys.exit(1)
-    return summary
+    return objective_value(cfg, summary)  # what a sweeper (Optuna) optimises: cfg.objective
 
 
 def _print_result(run_dir: Path, summary: dict) -> None:
@@ -128,6 +130,14 @@ def _print_result(run_dir: Path, summary: dict) -> None:
 
 
 def main() -> None:
+    from specbench.errors import UserError
+    from specbench.sweep import check_callback_overrides
+
+    try:  # before Hydra instantiates any callback named on the command line
+        check_callback_overrides(sys.argv[1:])
+    except UserError as err:
+        print(f"\nerror: {err}\n", file=sys.stderr)
+        sys.exit(2)
     app()
 
 

@@ -299,7 +299,7 @@ def move_aside(run_dir: Path) -> Path | None:
     Hydra's own ``.hydra/`` and log of this job in place; returns the folder, or None when
     there was nothing to move."""
     earlier = [e for e in run_dir.iterdir() if e.name != ".hydra" and e.suffix != ".log"
-               and not e.name.startswith("previous-")]
+               and not e.name.startswith(("previous-", ".specbench.lock"))]  # the lock stays
     if not earlier:
         return None
     n = 1

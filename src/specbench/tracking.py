@@ -155,3 +155,4 @@ def read_metrics(path: Path) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
