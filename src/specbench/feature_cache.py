@@ -76,7 +76,7 @@ FINAL = "final"  # the final normed hidden state, stored after the decoder-layer
 MANIFEST = "manifest.json"
 SPLITS = ("train", "eval")
 BUILDS = {"count": 0}  # builds done in this process (tests assert reuse with it)
-_VERIFIED: set = set()  # (shard path, size, mtime, sha256) already hashed by this process
+_VERIFIED: set = set()  # _stamp()s of the shards this process has hashed (or just written)
 
 
 def human_size(n: float) -> str:
@@ -93,13 +93,11 @@ def progress_enabled(cfg, verbose: bool) -> bool | None:
     return True if not verbose or not getattr(trainer, "progress", True) else None
 
 
-def sha256_file(path: Path, bar=None) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 23):
             h.update(chunk)
-            if bar is not None:
-                bar.update(len(chunk))
     return h.hexdigest()
 
 
@@ -367,8 +365,9 @@ def read_manifest(path: Path) -> dict | None:
 def _damaged(path: Path, what: str) -> UserError:
     return UserError(
         f"The target-feature cache in {path} is damaged: {what}. Training on it would use wrong "
-        f"features (NaN losses). Delete the directory {path} so that the next run rebuilds it, "
-        "or set cache.enabled=false to run the target on every batch instead (same results).")
+        f"features (NaN or garbage losses). Delete the directory {path} so that the next run "
+        "rebuilds it, or set cache.enabled=false to run the target on every batch instead "
+        "(same results).")
 
 
 def refuse_damaged(path: Path) -> None:
@@ -380,8 +379,8 @@ def refuse_damaged(path: Path) -> None:
         raise _damaged(path, f"its {MANIFEST} has format {m.get('format')!r}, this specbench "
                              f"writes format {FORMAT_VERSION}")
     for shard in m.get("shards", []):
-        problem = shard_problem(path, shard) if isinstance(shard, dict) and "bytes" in shard \
-            else "has no size or checksum in the manifest"
+        problem = shard_problem(path, shard) if isinstance(shard, dict) and \
+            {"file", "bytes"} <= set(shard) else "has no name or size in the manifest"
         if problem:
             raise _damaged(path, f"shard {shard.get('file', '?')} {problem}")
     raise _damaged(path, f"its {MANIFEST} is incomplete")
