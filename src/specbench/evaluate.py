@@ -267,7 +267,8 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     target run its own code; it is never taken from the run directory."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    out, label = run_dir / "eval.json", label
+    fingerprint = _recorded_fingerprint(run_dir)  # a damaged summary.json fails before the work
+    out = run_dir / "eval.json"
     if standalone or label is not None:
         label, out = _check_label(run_dir, label)
     if model:
@@ -355,7 +356,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     categories = sorted({r["category"] for r in per_prompt})
     result = {"run": run_dir.resolve().name, "algorithm": alg, "label": label,
               "file": out.name,
-              "fingerprint": _recorded_fingerprint(run_dir),
+              "fingerprint": fingerprint,
               "settings": {"num_prompts": len(questions), "samples": len(per_prompt),
                            "max_new_tokens": e.max_new_tokens, "dtype": str(cfg.model.dtype),
                            "device": str(target.device),
