@@ -149,5 +149,5 @@ def test_a_fresh_start_keeps_the_rows_of_a_dead_attempt_apart(tmp_path, conv_fil
 
 
 def test_sizes_in_messages_are_never_zero():
-    assert _size(3_000) == "3.0 kB" and _size(45_000_000) == "45.0 MB"
-    assert _size(2.5e9) == "2.5 GB" and _size(12) == "12 bytes"
+    assert _size(3_000) == "0.003 MB" and _size(45_000_000) == "45 MB"
+    assert _size(2.5e9) == "2.50 GB" and _size(12) == "12 bytes"

@@ -35,6 +35,7 @@ from specbench.checkpoint import (
 from specbench.config import enum_value, validate
 from specbench.data import build_dataset, collate, epoch_order
 from specbench.errors import UserError
+from specbench.feature_cache import human_size as _size
 from specbench.target import forward_flops_per_token, load_target
 from specbench.tracking import RunTracker
 
@@ -181,7 +182,9 @@ def _train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None, after) 
         from specbench.evaluate import check_decode_against_target
 
         check_decode_against_target(cfg, target.config.vocab_size)
-    dataset = build_dataset(cfg.data, target.tokenizer, tcfg.max_length)
+    dataset = build_dataset(cfg.data, target.tokenizer, tcfg.max_length,
+                            verbose=accelerator.is_main_process,
+                            progress=tcfg.progress and accelerator.is_main_process)
     accum = fairness.resolve_grad_accum(tcfg, world)
     global_bs = fairness.global_batch(tcfg.micro_batch_size, accum, world)
     fp = fairness.fingerprint(cfg, dataset.conversations.sha256, world_size=world)
@@ -475,14 +478,6 @@ def _train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None, after) 
     if status == "completed" and not checklist["steps_match"]:
         raise RuntimeError(f"optimizer steps taken ({step}) != expected ({total_steps})")
     return summary
-
-
-def _size(n: float) -> str:
-    """A byte count for messages, with enough precision to be non-zero."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} bytes"
 
 
 def _positions(metrics: dict, prefix: str) -> list[float]:
