@@ -128,7 +128,7 @@ def test_standalone_evaluation_logs_a_wandb_eval_run(tiny_run, capsys):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("eval.lookahead.level=2", "eval.lookahead.level >= 3"),
+    ("eval.lookahead.level=2", "eval.lookahead.level=2 must be at least 3"),
     ("eval.num_prompts=0", "eval.num_prompts=0 must be at least 1"),
     ("eval.prompts=missing.jsonl", "eval.prompts='missing.jsonl' does not exist"),
 ])

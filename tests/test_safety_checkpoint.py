@@ -63,7 +63,7 @@ def test_flipped_bytes_are_refused_naming_the_file(tmp_path, name):
 def _legacy(path):
     """A checkpoint as saved before checksums were recorded."""
     state = json.loads((path / "state.json").read_text())
-    del state["sha256"]
+    del state["sha256"], state["state_sha256"]
     (path / "state.json").write_text(json.dumps(state))
     return path
 
@@ -213,3 +213,73 @@ def test_failed_checkpoint_save_leaves_no_temp_files(tmp_path, monkeypatch):
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step-0000001"]
     assert sorted(p.name for p in (root / "step-0000001").iterdir()) == [
         ckpt.CHECKPOINT_MARKER, "draft.safetensors", "state.json", "trainer_state.pt"]
+
+
+def test_a_changed_value_in_state_json_is_refused(tmp_path):
+    path = _save(tmp_path, 4)
+    state = path / "state.json"
+    state.write_text(state.read_text().replace('"epoch": 0', '"epoch": 1'))
+    with pytest.raises(UserError, match="state.json does not match the sha256 recorded in it"):
+        ckpt.load_checkpoint(path)
+
+
+def test_staging_dirs_left_by_a_kill_are_removed_by_the_next_save(tmp_path):
+    _save(tmp_path, 1)
+    root = tmp_path / "checkpoints"
+    for name in (".tmp-step-0000002-abc", ".old-step-0000001-xyz"):
+        (root / name).mkdir()
+        (root / name / "draft.safetensors").write_bytes(b"partial")
+    _save(tmp_path, 2)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-0000001", "step-0000002"]
+
+
+def test_publishing_the_same_weights_again_leaves_no_temp_file(tmp_path):
+    path = _save(tmp_path, 1)
+    dest = tmp_path / "draft.safetensors"
+    ckpt.publish_weights(path, dest)
+    ckpt.publish_weights(path, dest)  # a resume that finishes the run does this
+    assert dest.read_bytes() == (path / "draft.safetensors").read_bytes()
+    assert not (tmp_path / ".draft.safetensors.tmp").exists()
+
+
+def test_a_full_disk_in_torch_save_is_an_enospc_oserror(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    _save(tmp_path, 1)
+
+    def write_failed(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(ckpt.torch, "save", write_failed)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 20, 10 << 20, 4096))
+    with pytest.raises(OSError) as err:
+        _save(tmp_path, 2)
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step-0000001"]
+
+
+def test_weights_files_are_byte_identical_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from specbench.checkpoint import save_weights; "
+            "save_weights(sys.argv[1], {'b': torch.ones(3), 'a': torch.arange(5)}, "
+            "{'step': 6, 'algorithm': 'medusa', 'fingerprint': 'abc', 'x': 1})")
+    outs = []
+    for i in range(4):  # 4 metadata keys: 24 orders, all 4 equal by chance: p < 1e-4
+        path = tmp_path / f"w{i}.safetensors"
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+        outs.append(path.read_bytes())
+    assert len(set(outs)) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "w0.safetensors"), "pt") as f:
+        assert f.metadata() == {"step": "6", "algorithm": "medusa", "fingerprint": "abc",
+                                "x": "1"}
+        assert f.get_tensor("a").tolist() == [0, 1, 2, 3, 4]

@@ -17,6 +17,7 @@ trained or decoded from.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from specbench.errors import UserError
 
@@ -99,9 +100,21 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> bytes:
+    """A safetensors file whose header lists its keys sorted: the same tensors and metadata
+    give the same bytes in every process (safetensors itself writes the metadata map in a
+    per-process hash order)."""
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                metadata={k: str(v) for k, v in (metadata or {}).items()} or None)
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8: 8 + n]), sort_keys=True, separators=(",", ":"))
+    header += " " * (-len(header) % 8)  # the data section stays 8-byte aligned
+    return len(header).to_bytes(8, "little") + header.encode() + data[8 + n:]
+
+
 def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None):
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path),
-              metadata={k: str(v) for k, v in (metadata or {}).items()})
+    with open(path, "wb") as f:
+        f.write(safetensors_bytes(tensors, metadata))
 
 
 def check_replaceable(final: Path, marker: str = DIR_MARKER,
@@ -162,18 +175,48 @@ def staged_dir(final: Path, marker: str = DIR_MARKER, protect: Iterable[Path] = 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _state_digest(state: dict) -> str:
+    """The sha256 of a state.json's content without its own ``state_sha256``."""
+    rest = {k: v for k, v in state.items() if k != "state_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":"),
+                                     default=str).encode()).hexdigest()
+
+
+def _as_os_error(err: Exception, where: Path) -> Exception:
+    """A failed write reported as safetensors' or torch's own error type: an OSError (ENOSPC)
+    when the disk is full, so that callers handle it like any full disk."""
+    text = str(err)
+    try:
+        full = shutil.disk_usage(where).free < (64 << 20)
+    except OSError:
+        full = False
+    if full or "os error 28" in text or "No space left" in text:
+        return OSError(errno.ENOSPC, f"No space left on device ({type(err).__name__}: "
+                       f"{text[:200]})", str(where))
+    return err
+
+
 def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, scheduler,
                     progress: dict, keep: int = 2) -> Path:
     root = Path(run_dir) / "checkpoints"
     final = root / f"step-{step:07d}"
+    for stale in [*root.glob(".tmp-step-*"), *root.glob(".old-step-*")] if root.is_dir() \
+            else []:  # left by a process killed mid-write (one process per run directory)
+        shutil.rmtree(stale, ignore_errors=True)
     with staged_dir(final, CHECKPOINT_MARKER, protect=[run_dir]) as tmp:
-        save_weights(tmp / WEIGHTS, draft_state,
-                     {"step": step, **{k: progress[k] for k in ("algorithm", "fingerprint")
-                                       if k in progress}})
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state()}, tmp / TRAINER_STATE)
+        try:
+            save_weights(tmp / WEIGHTS, draft_state,
+                         {"step": step, **{k: progress[k] for k in ("algorithm", "fingerprint")
+                                           if k in progress}})
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "rng": rng_state()}, tmp / TRAINER_STATE)
+        except OSError:
+            raise
+        except Exception as err:  # a full disk as torch's RuntimeError
+            raise _as_os_error(err, tmp) from err
         sums = {name: file_sha256(tmp / name) for name in (WEIGHTS, TRAINER_STATE)}
-        write_json(tmp / STATE, {"step": step, **progress, "sha256": sums})
+        state = {"step": step, **progress, "sha256": sums}
+        write_json(tmp / STATE, {**state, "state_sha256": _state_digest(state)})
     _atomic_write_text(root / "latest", final.name + "\n")
     for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
@@ -183,6 +226,9 @@ def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, sche
 def publish_weights(checkpoint_dir: Path, dest: Path) -> None:
     """Expose a checkpoint's draft weights at ``dest`` (a hard link where possible, else a
     copy), replacing any previous file atomically."""
+    src = checkpoint_dir / WEIGHTS
+    if dest.is_file() and os.path.samefile(src, dest):
+        return  # already this file (a resume that finishes the run publishes it again)
     tmp = dest.with_name(f".{dest.name}.tmp")
     tmp.unlink(missing_ok=True)
     try:
@@ -267,6 +313,10 @@ def load_checkpoint(path: Path) -> tuple[dict, dict, dict]:
             raise UserError(f"Checkpoint {path} is incomplete ({path / name} missing). Delete "
                             "it to resume from an earlier one, or start a new run.")
     progress = read_json(path / STATE, _resume_earlier(path))
+    own = progress.pop("state_sha256", None)
+    if own is not None and own != _state_digest(progress):
+        raise _corrupt(path / STATE, path, "does not match the sha256 recorded in it (a value "
+                       "was changed or damaged)")
     sums = progress.pop("sha256", None)
     sums = sums if isinstance(sums, dict) else {}
     for name in (WEIGHTS, TRAINER_STATE):

@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from specbench.checkpoint import (
     check_replaceable,
@@ -37,6 +36,7 @@ from specbench.checkpoint import (
     read_run_config,
     read_run_weights,
     run_target_config,
+    save_weights,
     staged_dir,
 )
 from specbench.errors import UserError
@@ -138,7 +138,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None,
     else:
         config, tensors = medusa_files(run_dir, cfg, state, DTYPES[dtype], trust_remote_code)
     with staged_dir(dest, MARKER, protect) as tmp:
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_weights(tmp / "model.safetensors", tensors, {"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return dest
 
