@@ -317,6 +317,12 @@ ROWS: list[Row] = [
       "algorithm.tree_top_k=8 exceeds the draft vocabulary"),
     R("algorithm=eagle3", E3 + ["algorithm.attention=flex"], "algorithm.attention",
       label="algorithm=eagle3 algorithm.attention=flex (on a CPU)"),
+    R("algorithm=eagle3", E3 + ["algorithm.draft_vocab_size=1"], "algorithm.draft_vocab_size",
+      issue="traceback: RuntimeError: element 0 of tensors does not require grad and does not "
+            "have a grad_fn, at the first training step"),
+    R("algorithm=eagle3", E3 + ["algorithm.draft_vocab_size=8"], "algorithm.draft_vocab_size",
+      issue="traceback: the same RuntimeError at the first step (a draft vocabulary of 8 on the "
+            "tiny target; 16 trains)"),
     # ------------------------------------------------------------ eval settings
     C("eval", ["eval.num_prompts=0"], "eval.num_prompts=0 must be at least 1"),
     C("eval", ["eval.num_prompts=-1"], "eval.num_prompts=-1 must be at least 1"),
@@ -362,6 +368,13 @@ ROWS: list[Row] = [
     C("export", ["export=[onnx]"], "export=[onnx]"),
     C("export", ["export=[sglang]"], "export=[sglang]"),
     C("export", ["algorithm=medusa", "export=[vllm,sglang]"], "export=[sglang]"),
+    # ------------------------------------------------------------ objective (sweeps)
+    R("objective", ["objective=eval_split.nope"], "objective=eval_split.nope", "preflight",
+      issue="late: a plain run trains to the end, then the command fails with 'objective=... "
+            "has no such entry' (exit 2), although only a sweeper reads the objective"),
+    R("objective", ["objective=algorithm"], "objective=algorithm", "preflight",
+      issue="late: trains to the end, then fails with 'objective=algorithm is str, not a "
+            "number'"),
     # ------------------------------------------------------------ tracker
     R("tracker", ["tracker.mode=online"], "tracker.mode", "run start", warn=True, limit_s=30,
       label="tracker.mode=online (offline, no W&B login)", env={"WANDB_API_KEY": ""}),

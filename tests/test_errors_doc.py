@@ -97,8 +97,9 @@ class Context:
 
         target = load_target(compose(["model=tiny-llama"]).model)
         d = self.root / "local"
-        target.model.save_pretrained(d)
-        target.tokenizer.save_pretrained(d)
+        with contextlib.redirect_stderr(io.StringIO()):  # a progress bar
+            target.model.save_pretrained(d)
+            target.tokenizer.save_pretrained(d)
         return d
 
     def _without(self, name: str, keep) -> Path:
@@ -471,8 +472,10 @@ def render(results: list[tuple[Row, Outcome]]) -> str:
         "# Errors: every setting a user can get wrong",
         "",
         "Each row is a bad input, the start of the message specbench gives, where it is caught "
-        "and how long it took on the 2-core development VM (from the start of the command's "
-        "own work: compose, checks, model load). Stages: *compose* (Hydra composes the config), "
+        "and how long it took on the 2-core development VM: from the start of the command's "
+        "own work (compose, checks, model load), without Python's start-up and imports, which "
+        "add 3-5 s to every command (the `python -m specbench` rows are whole commands, "
+        "timed from the shell). Stages: *compose* (Hydra composes the config), "
         "*preflight* (`python -m specbench` checks before loading a model), *run start* (run "
         "directory, device), *target load*, *after target load* (data, tree settings, disk; "
         "before the first step), *after training*, *CLI* (the tool's own arguments). Status: "
@@ -482,7 +485,7 @@ def render(results: list[tuple[Row, Outcome]]) -> str:
         "",
         "Generated from `tests/bad_inputs.py` by `python -m tests.test_errors_doc --write`; "
         "`tests/test_errors_doc.py` runs every row (each must be clear, at its stage, in under "
-        "10 s) and checks this file is current. `<tmp>` is a scratch directory; `{run}` a "
+        "10 s; the W&B row 30 s, W&B's own service start) and checks this file is current. `<tmp>` is a scratch directory; `{run}` a "
         "completed tiny run, `{partial}` an interrupted one.",
         "",
         counts_line([r for r, _ in results]),
