@@ -5,7 +5,8 @@ stage it should, in under 10 s; ``docs/errors.md`` is the table of the same rows
     .venv/bin/python -m tests.test_errors_doc           # run every row, print what happened
 
 A row marked with an ``issue`` (a traceback, a misleading or late message, an input accepted
-silently) is an expected failure (strict) until src/ is fixed; then drop its ``issue``.
+silently) is an expected failure (strict) until src/ is fixed; then drop its ``issue`` and
+rewrite the doc (``--write``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Context:
         self.root = root
         self._cache: dict[str, Path] = {}
 
-    def warm(self) -> "Context":
+    def warm(self) -> Context:
         """Import what the rows use and build the tiny target once, so that a row's time is
         its own work, not Python's first imports (``app`` rows show a whole command's)."""
         import specbench.__main__  # noqa: F401
