@@ -86,18 +86,21 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
 
     decoded: dict = {}
 
+    trust = bool(cfg.model.trust_remote_code)  # given by this command, not read from a run
+
     def after_training(tracker) -> None:
         if cfg.export:
             from specbench.export import export_run
 
             for fmt in cfg.export:  # force: replaces only this run's own earlier export
-                print(f"[specbench] exported {export_run(run_dir, fmt, force=True)}")
+                print(f"[specbench] exported "
+                      f"{export_run(run_dir, fmt, force=True, trust_remote_code=trust)}")
         if cfg.eval.enabled:
             from specbench.config import enum_value
             from specbench.evaluate import evaluate, print_table
 
             decoded.update(evaluate(run_dir, device=enum_value(cfg.trainer.device),
-                                    tracker=tracker))
+                                    tracker=tracker, trust_remote_code=trust))
             print_table(decoded)
 
     summary = train(cfg, run_dir, after=after_training)

@@ -391,10 +391,9 @@ def _eval_tracker(run_dir: Path, mode: str):
         tcfg.mode = mode
     if str(tcfg.get("mode", "disabled")) == "disabled":
         return None
-    # resume_step: RunTracker keeps the training rows of metrics.jsonl instead of moving them
-    # aside as an abandoned attempt (an evaluation logs no metrics rows)
+    # metrics=False: an evaluation logs no metrics rows and leaves the training's alone
     return RunTracker(Path(run_dir), tcfg, config, _recorded_fingerprint(run_dir) or "unknown",
-                      f"{config['algorithm']['name']}-eval", resume_step=sys.maxsize)
+                      f"{config['algorithm']['name']}-eval", metrics=False)
 
 
 def _flush_wandb() -> None:

@@ -21,15 +21,16 @@ from specbench.fairness import flatten
 class RunTracker:
     def __init__(self, run_dir: Path, tracker_cfg, config: dict, fingerprint: str,
                  algorithm: str, resume_id: str | None = None, resume_step: int = 0,
-                 enabled: bool = True):
+                 enabled: bool = True, metrics: bool = True):
         """``enabled=False`` (non-main ranks) writes nothing. On resume, metrics rows logged
-        after the checkpoint's step are dropped: those steps are trained again."""
+        after the checkpoint's step are dropped: those steps are trained again. ``metrics=False``
+        (a standalone evaluation) leaves metrics.jsonl alone."""
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.enabled = enabled
         self.wandb_run = None
         self.wandb_info: dict = {"mode": enum_value(tracker_cfg.mode)}
-        if enabled and self.metrics_path.is_file():
+        if enabled and metrics and self.metrics_path.is_file():
             if resume_step:
                 rows = [json.dumps(r) for r in read_metrics(self.metrics_path)
                         if r.get("step", 0) <= resume_step]
@@ -128,6 +129,11 @@ class RunTracker:
         if self.wandb_run is not None:
             try:
                 self.wandb_run.finish(exit_code=exit_code)
+                # finish() can return before the offline .wandb file is complete; teardown
+                # waits for W&B's service to write it (the next run starts a new service)
+                import wandb
+
+                wandb.teardown()
             except Exception as err:
                 warnings.warn(f"W&B finish failed ({err}).", stacklevel=2)
             self.wandb_run = None
