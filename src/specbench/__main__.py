@@ -19,12 +19,12 @@ import hydra
 from omegaconf import DictConfig
 
 from specbench import rundir
-from specbench.config import conf_dir, register_configs
+from specbench.config import register_configs
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://specbench.conf", config_name="config")
 def app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 

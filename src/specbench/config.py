@@ -1,9 +1,10 @@
 """Structured configs for every Hydra group, registered in Hydra's ConfigStore.
 
-Each YAML file under ``conf/`` is merged into one of these dataclasses, so a typo, a wrong type or
-an unknown key fails when Hydra composes the config, before anything heavy is loaded. Keys added
-with ``+`` (which Hydra lets through) and values out of range are refused by ``validate``, which
-``python -m specbench`` calls first: each schema's ``__post_init__`` holds its rules.
+Each YAML file under ``src/specbench/conf/`` is merged into one of these dataclasses, so a typo,
+a wrong type or an unknown key fails when Hydra composes the config, before anything heavy is
+loaded. Keys added with ``+`` (which Hydra lets through) and values out of range are refused by
+``validate``, which ``python -m specbench`` calls first: each schema's ``__post_init__`` holds
+its rules.
 
 Controlled variables (identical across algorithms, see ``fairness.py``) live in ``model``,
 ``data`` and ``trainer``. Only ``algorithm`` may differ between runs that are compared.
@@ -343,8 +344,9 @@ def register_configs() -> None:
 
 
 def conf_dir() -> Path:
-    """The repository's ``conf/`` directory (specbench is installed in editable mode)."""
-    return Path(__file__).resolve().parents[2] / "conf"
+    """The shipped Hydra configs, ``src/specbench/conf/`` (package data: ``pkg://specbench.conf``,
+    so a non-editable install has them too)."""
+    return Path(__file__).resolve().parent / "conf"
 
 
 def compose(overrides: list[str] | None = None):
@@ -397,3 +399,22 @@ def _refuse_unknown_keys(node: DictConfig, path: str) -> None:
         if isinstance(child_node, DictConfig) and not child_node._is_missing() \
                 and not child_node._is_none():
             _refuse_unknown_keys(child_node, full)
+
+
+def compose_checked(overrides: list[str], tool: str = "python -m specbench") -> DictConfig:
+    """``compose`` + ``validate`` for the command-line tools: Hydra's own errors (an unknown
+    group option, a value of the wrong type, an override that does not parse) become one
+    UserError naming the override, like every other mistake."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from specbench.errors import UserError
+
+    try:
+        cfg = compose(overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(f"{tool}: the overrides {' '.join(overrides) or '(none)'} do not "
+                        f"compose: {str(err).strip()} Check the spelling of each key=value "
+                        "against `python -m specbench --cfg job`.") from None
+    validate(cfg)
+    return cfg
