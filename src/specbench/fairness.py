@@ -9,8 +9,6 @@ content hash.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from specbench.config import BOOKKEEPING_KEYS, CONTROLLED_SECTIONS, conf_dir
 from specbench.errors import UserError
+from specbench.io import stable_hash
 
 
 def controlled_variables(cfg: DictConfig) -> dict:
@@ -42,8 +41,7 @@ def fingerprint(cfg: DictConfig, dataset_sha256: str, world_size: int = 1) -> st
     accum = resolve_grad_accum(cfg.trainer, world_size)
     payload = {"controlled": controlled_variables(cfg), "dataset_sha256": dataset_sha256,
                "global_batch": global_batch(cfg.trainer.micro_batch_size, accum, world_size)}
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    return stable_hash(payload)[:12]
 
 
 def flatten(d: dict, prefix: str = "", sep: str = ".", lists: bool = False) -> dict:

@@ -52,7 +52,6 @@ for a config (``--count-tokens`` also loads the data and estimates the total siz
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import hashlib
 import json
@@ -66,9 +65,10 @@ from pathlib import Path
 
 import torch
 
-from specbench.checkpoint import staged_dir, write_json
+from specbench.checkpoint import staged_dir
 from specbench.config import enum_value
 from specbench.errors import UserError
+from specbench.io import cache_root, file_lock, file_sha256, stable_hash, write_json
 from specbench.target import TORCH_DTYPES, Features, FeatureSpec, arch_of
 
 FORMAT_VERSION = 2  # 2: every shard carries its sha256
@@ -91,14 +91,6 @@ def progress_enabled(cfg, verbose: bool) -> bool | None:
     which tqdm reads as "on when the output is a terminal"."""
     trainer = getattr(cfg, "trainer", None)
     return True if not verbose or not getattr(trainer, "progress", True) else None
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 23):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------- layers
@@ -140,8 +132,10 @@ def feature_bytes_per_token(n_layers: int, hidden: int, dtype: torch.dtype) -> i
 # -------------------------------------------------------------------------------------- key
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+def key_digest(obj) -> str:
+    """The hash cache keys are made of (json's default separators: the keys of caches built
+    before io.stable_hash keep their values)."""
+    return stable_hash(obj, compact=False)
 
 
 def weights_probe(model: torch.nn.Module) -> str:
@@ -203,7 +197,7 @@ def key_parts(cfg, target, dataset) -> dict:
 
 
 def cache_key(parts: dict, layers: list) -> str:
-    return _digest({"base": parts, "layers": layers})[:16]
+    return key_digest({"base": parts, "layers": layers})[:16]
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -254,6 +248,13 @@ class FeatureCache:
             self._handles[s] = safe_open(str(self.path / self.manifest["shards"][s]["file"]),
                                          "pt")
         return self._handles[s]
+
+    def batch_features(self, split: str, rows: list[int], batch: dict,
+                       spec: FeatureSpec) -> Features:
+        """The ``FeatureSource`` interface (shared with ``target.Target``): the stored
+        features of dataset rows ``rows`` of ``split``, shaped like the collated ``batch``."""
+        ids = batch["input_ids"]
+        return self.features(split, rows, ids.shape[1], spec, ids.device)
 
     def features(self, split: str, rows: list[int], width: int, spec: FeatureSpec,
                  device=None) -> Features:
@@ -342,7 +343,7 @@ def shard_problem(path: Path, shard: dict, check_sha: bool = False) -> str | Non
     if check_sha:
         stamp = _stamp(p, shard["sha256"])
         if stamp not in _VERIFIED:
-            if sha256_file(p) != shard["sha256"]:
+            if file_sha256(p) != shard["sha256"]:
                 return "does not match its sha256 checksum in the manifest (corrupted on disk)"
             _VERIFIED.add(stamp)
     return None
@@ -419,33 +420,11 @@ def find_cache(root: Path, base_key: str, spec: FeatureSpec) -> Path | None:
 # ----------------------------------------------------------------------------------- building
 
 
-def cache_root(cache_cfg) -> Path:
+def features_root(cache_cfg) -> Path:
+    """``cache.dir``, else ``<specbench cache>/features``."""
     if getattr(cache_cfg, "dir", None):
         return Path(cache_cfg.dir).expanduser()
-    from specbench.embedded import cache_root as specbench_cache
-
-    return specbench_cache() / "features"
-
-
-@contextlib.contextmanager
-def _build_lock(root: Path, key: str, verbose: bool):
-    """An exclusive lock per key (released by the OS if the process dies)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock
-        yield
-        return
-    with open(root / f".lock-{key}", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            if verbose:
-                print(f"[specbench] waiting for another process building feature cache {key}")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return cache_root() / "features"
 
 
 def estimate(dataset, n_layers: int, hidden: int, dtype: torch.dtype) -> tuple[int, int]:
@@ -519,7 +498,7 @@ class _ShardWriter:
         tensors = {"hidden": torch.cat(self.blocks).contiguous(),
                    "offsets": lengths.cumsum(0), "row_ids": torch.tensor(self.rows)}
         size = _save_shard(self.where / name, tensors, self.meta)
-        sha = sha256_file(self.where / name)
+        sha = file_sha256(self.where / name)
         _VERIFIED.add(_stamp(self.where / name, sha))  # hashed from disk just now
         self.shards.append({"file": name, "split": self.split, "rows": len(self.rows),
                             "tokens": int(lengths.sum()), "bytes": size, "sha256": sha})
@@ -589,9 +568,9 @@ def prepare(cfg, target, dataset, spec: FeatureSpec, verbose: bool = True) -> Fe
     it open for reading (every shard checksum-verified once per process)."""
     t0 = time.time()
     cache_cfg = cfg.cache
-    root = cache_root(cache_cfg)
+    root = features_root(cache_cfg)
     parts = key_parts(cfg, target, dataset)
-    base_key = _digest(parts)[:16]
+    base_key = key_digest(parts)[:16]
     layers = stored_layers(cache_cfg, spec, target.config)
     key = cache_key(parts, layers)
     no_bar = progress_enabled(cfg, verbose)
@@ -607,7 +586,8 @@ def prepare(cfg, target, dataset, spec: FeatureSpec, verbose: bool = True) -> Fe
         except OSError as err:
             raise UserError(f"Cannot create the feature cache directory {root} ({err}). Set "
                             "cache.dir to a writable directory, or cache.enabled=false.") from err
-        with _build_lock(root, key, verbose):
+        waiting = f"[specbench] waiting for another process building feature cache {key}"
+        with file_lock(root / f".lock-{key}", waiting if verbose else None):
             path = find_cache(root, base_key, spec)  # another process may have finished one
             if path is None:
                 path = root / key

@@ -30,7 +30,6 @@ arguments, before any job starts. Only the callbacks in ``ALLOWED_CALLBACKS`` ar
 from __future__ import annotations
 
 import atexit
-import json
 import math
 import sys
 import time
@@ -40,8 +39,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from specbench.checkpoint import write_json
 from specbench.errors import UserError
+from specbench.io import read_json, write_json
 
 SWEEP_FILE = "sweep.json"
 # Settings that never change a run's files: a completed run recorded with other values of these
@@ -114,7 +113,7 @@ class SweepRecorder(Callback):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 entry["objective"] = value
         if summary.is_file():
-            s = json.loads(summary.read_text())
+            s = read_json(summary, "The job's run left a damaged summary.json; re-run the job.")
             entry.update(algorithm=s.get("algorithm"), fingerprint=s.get("fingerprint"),
                          run_status=s.get("status"))
         _update_job(Path(hc.sweep.dir), entry)
@@ -250,7 +249,8 @@ def _check_targets(targets: dict[str, Any]) -> None:
 
 def _read(root: Path) -> dict:
     path = root / SWEEP_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path, "Move it away (the sweep then starts a new record there) or give "
+                           "the sweep another hydra.sweep.dir.") if path.is_file() else {}
 
 
 def _job_entry(hc, status: str) -> dict:
@@ -278,9 +278,11 @@ def already_completed(run_dir: Path, resolved: dict) -> bool:
     summary, config = run_dir / "summary.json", run_dir / "config.json"
     if not (summary.is_file() and config.is_file()):
         return False
-    if json.loads(summary.read_text()).get("status") != "completed":
+    hint = (f"{run_dir} holds an earlier run with a damaged record: move that directory "
+            "away (or give this run another hydra.run.dir) to run it again.")
+    if read_json(summary, hint).get("status") != "completed":
         return False
-    saved = json.loads(config.read_text())
+    saved = read_json(config, hint)
     if _without_rerun_keys(saved) != _without_rerun_keys(resolved):
         return False
     return not resolved.get("eval", {}).get("enabled") or (run_dir / "eval.json").is_file()

@@ -12,10 +12,9 @@ import os
 import warnings
 from pathlib import Path
 
-from specbench.checkpoint import _atomic_write_text as write_text_atomic
-from specbench.checkpoint import write_json
 from specbench.config import enum_value
 from specbench.fairness import flatten
+from specbench.io import atomic_write_text, read_jsonl, write_json
 
 
 class RunTracker:
@@ -34,7 +33,7 @@ class RunTracker:
             if resume_step:
                 rows = [json.dumps(r) for r in read_metrics(self.metrics_path)
                         if r.get("step", 0) <= resume_step]
-                write_text_atomic(self.metrics_path, "".join(r + "\n" for r in rows))
+                atomic_write_text(self.metrics_path, "".join(r + "\n" for r in rows))
             else:  # a fresh start over the rows of a run that died before its first checkpoint
                 n = 1
                 while (aside := self.run_dir / f"metrics-abandoned-{n}.jsonl").exists():
@@ -139,26 +138,9 @@ class RunTracker:
             self.wandb_run = None
 
 
-
 def read_metrics(path: Path) -> list[dict]:
     """The rows of a ``metrics.jsonl``. A cut-off last line (the process died mid-write) is
-    dropped; an unreadable line elsewhere is an error naming the file and line number."""
-    from specbench.errors import UserError
-
-    lines = Path(path).read_bytes().decode("utf-8", errors="replace").splitlines()
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines):
-                break  # cut off by a crash: that step is trained (and logged) again
-            raise UserError(f"{path} line {i} is not a JSON object (the file is damaged). "
-                            "Move the file away to continue the run without its earlier "
-                            "rows.") from None
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
+    dropped: that step is trained (and logged) again; a damaged line elsewhere is an error
+    naming the file and line number."""
+    return read_jsonl(path, "The file is damaged: move it away to continue the run without "
+                            "its earlier rows.")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from specbench.errors import UserError
 from specbench.fairness import flatten
+from specbench.io import json_type, read_jsonl
 
 from .fmt import BASELINES, NA, REPEAT_KEY, is_number, short
 
@@ -72,11 +73,6 @@ class Run(_ReadByKey):
 
 # ---------------------------------------------------------------------------------- files
 
-def json_type(v) -> str:
-    return {dict: "object", list: "list", str: "string", bool: "boolean"}.get(
-        type(v), "null" if v is None else "number")
-
-
 def read_json(path: Path, must_be_object=False):
     """A JSON file's content; a damaged or mistyped file is a UserError naming it."""
     try:
@@ -94,30 +90,9 @@ def read_json(path: Path, must_be_object=False):
 
 def read_metrics(path: Path) -> list[dict]:
     """metrics.jsonl rows; a damaged file (not UTF-8, a row that is not a JSON object, the last
-    row cut off) is a UserError naming the line."""
-    fix = "The file is damaged: remove the run from the arguments, or re-run it."
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise UserError(f"{path} line {line} is not UTF-8 text (bad byte at offset "
-                        f"{err.start}). {fix}") from None
-    lines = text.split("\n")
-    rows = []
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            cut = " (cut off: the file ends in the middle of a row)" if i == len(lines) else ""
-            raise UserError(f"{path} line {i} is not a JSON row{cut}: {err}. {fix}") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path} line {i} is a JSON {json_type(row)}, not a row of "
-                            f"metrics (an object). {fix}")
-        rows.append(row)
-    return rows
+    row cut off: a completed run wrote its rows whole) is a UserError naming the line."""
+    return read_jsonl(path, "The file is damaged: remove the run from the arguments, or re-run "
+                            "it.", cut_off_ok=False)
 
 
 def dig(d, path: str):

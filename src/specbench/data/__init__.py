@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import torch
@@ -11,6 +9,7 @@ import torch
 from specbench.data.conversations import ConversationSet, load_conversations
 from specbench.data.tokenization import TokenizedRow, tokenize_conversation
 from specbench.errors import UserError
+from specbench.io import stable_hash
 
 __all__ = ["ChatDataset", "build_dataset", "collate", "epoch_order"]
 
@@ -46,7 +45,7 @@ class ChatDataset:
 
 
 def _row_key(conv) -> str:
-    return hashlib.sha256(json.dumps(conv, sort_keys=True).encode()).hexdigest()
+    return stable_hash(conv, compact=False)  # default separators: the split stays the same
 
 
 def build_dataset(data_cfg, tokenizer, max_length: int, *, verbose: bool = True,

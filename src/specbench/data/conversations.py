@@ -26,6 +26,7 @@ from pathlib import Path
 
 from specbench.config import enum_value
 from specbench.errors import UserError
+from specbench.io import BadLine, canonical_json, iter_jsonl
 
 ROLE_ALIASES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant",
                 "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant", "bing": "assistant"}
@@ -44,9 +45,11 @@ class ConversationSet:
 
 
 def content_hash(rows: list[list[dict]]) -> str:
+    """sha256 over each conversation's canonical JSON (json's default separators, non-ASCII
+    as is: the recorded datasets' hashes keep their values) and a line end."""
     h = hashlib.sha256()
     for conv in rows:
-        h.update(json.dumps(conv, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        h.update(canonical_json(conv, compact=False, ensure_ascii=False).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
 
@@ -77,7 +80,10 @@ def normalise(row) -> list[dict]:
         if role is None:
             raise ValueError(f"turn {j} has unknown role {turn[role_key]!r}")
         text = turn[text_key]
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            raise ValueError(f"turn {j} ({role}) has content of type {type(text).__name__} "
+                             f"({str(text)[:40]!r}), not text")
+        if not text.strip():
             raise ValueError(f"turn {j} ({role}) has empty content")
         if "\ufffd" in text:
             raise ValueError(f"turn {j} ({role}) has undecodable text (U+FFFD)")
@@ -108,18 +114,14 @@ def _read_jsonl(path: Path):
     """Yield (line_number, row or exception) for a JSON-lines file, byte-safe."""
     with open(path, "rb") as f:
         _refuse_binary(path, f.read(8192))
-        f.seek(0)
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield lineno, json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as err:
-                yield lineno, ValueError(f"undecodable bytes ({err.reason})")
-            except json.JSONDecodeError as err:
-                cut = ("; the last line has no line end, so the file looks cut off"
-                       if not raw.endswith(b"\n") else "")
-                yield lineno, ValueError(f"invalid JSON ({err.msg}){cut}")
+    for lineno, value in iter_jsonl(path):
+        if isinstance(value, BadLine) and value.kind == "utf8":
+            value = ValueError(f"undecodable bytes ({value.reason})")
+        elif isinstance(value, BadLine):
+            cut = "; the last line has no line end, so the file looks cut off" \
+                if value.cut_off else ""
+            value = ValueError(f"invalid JSON ({value.reason}){cut}")
+        yield lineno, value
 
 
 def _json_rows(path: Path):

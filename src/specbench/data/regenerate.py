@@ -12,9 +12,7 @@ settings, so that the file can be reproduced.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 from specbench.config import compose
 from specbench.data.conversations import embedded_path
 from specbench.errors import UserError
+from specbench.io import BadLine, atomic_open, file_sha256, iter_jsonl, write_json
 from specbench.target import load_target
 
 
@@ -32,13 +31,10 @@ def read_prompts(path: Path) -> list[dict]:
         raise UserError(f"--prompts {str(path)!r} does not exist. Give a JSON-lines file with a "
                         "'prompt' field per line.")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{lineno}: invalid JSON ({err.msg}).") from None
+    for lineno, row in iter_jsonl(path):
+        if isinstance(row, BadLine):
+            what = "not UTF-8 text" if row.kind == "utf8" else f"invalid JSON ({row.reason})"
+            raise UserError(f"{path}:{lineno}: {what}.")
         if not isinstance(row, dict) or not str(row.get("prompt", "")).strip():
             raise UserError(f"{path}:{lineno}: a row needs a non-empty 'prompt' field.")
         rows.append(row)
@@ -89,14 +85,12 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(args.out, "w") as f:
         for row, answer in zip(prompts, answers):
             conv = {"id": row.get("id"), "category": row.get("category"),
                     "messages": [{"role": "user", "content": row["prompt"]},
                                  {"role": "assistant", "content": answer}]}
             f.write(json.dumps(conv, ensure_ascii=False) + "\n")
-    os.replace(tmp, args.out)
     import transformers
 
     meta = {
@@ -104,11 +98,11 @@ def main(argv=None) -> int:
         "decoding": "greedy", "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size, "padding_side": "left",
         "prompts_file": args.prompts.name,
-        "prompts_sha256": hashlib.sha256(args.prompts.read_bytes()).hexdigest(),
+        "prompts_sha256": file_sha256(args.prompts),
         "rows": len(answers), "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
-    args.out.with_suffix(".generation.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(args.out.with_suffix(".generation.json"), meta)
     print(f"[specbench] wrote {args.out} and {args.out.with_suffix('.generation.json')}")
     return 0
 
