@@ -79,3 +79,23 @@ def test_global_batch_and_expected_steps():
         fairness.resolve_grad_accum(t, world=3)
     assert fairness.expected_steps(rows=33, global_bs=8, epochs=2, max_steps=None) == 10
     assert fairness.expected_steps(rows=33, global_bs=8, epochs=2, max_steps=7) == 7
+
+
+def test_algorithm_files_bind_the_schema_and_set_only_what_differs_from_it():
+    """The schema's defaults are the one source of truth: a shipped algorithm file binds its
+    schema and repeats no default (the composed section equals the dataclass defaults plus the
+    file's own differing keys)."""
+    import dataclasses
+
+    import yaml
+
+    for path in sorted((conf_dir() / "algorithm").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        assert {"/schema/algorithm@_here_": path.stem} in data["defaults"], path
+        algo = compose([f"algorithm={path.stem}"]).algorithm
+        schema = OmegaConf.get_type(algo)
+        defaults = OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)
+        assert dataclasses.is_dataclass(schema)
+        for key, value in data.items():
+            if key != "defaults":
+                assert value != defaults[key], f"{path}: {key}={value} is the schema's default"

