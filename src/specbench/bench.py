@@ -23,7 +23,7 @@ import time
 import torch
 
 from specbench.algorithms import get_algorithm
-from specbench.config import compose
+from specbench.config import compose_checked
 from specbench.data import build_dataset, collate
 from specbench.errors import UserError
 from specbench.target import forward_flops_per_token, load_target
@@ -37,7 +37,9 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5) 
     from specbench.decoding import _target_forward
 
     try:
-        cfg = compose([f"model.dtype={dtype}", *argv])
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise UserError(f"--dtype={dtype}: choose float32, bfloat16 or float16.")
+        cfg = compose_checked([f"model.dtype={dtype}", *argv], "python -m specbench.bench")
         target = load_target(cfg.model, device="cpu" if not torch.cuda.is_available()
                              else "cuda")
     except UserError as err:
@@ -79,6 +81,13 @@ def main(argv=None) -> int:
         print("\nOptions: --verify, --dtype=float32|bfloat16 (with --verify), --iters=N "
               "(timed batches, default 4); any other argument is a Hydra override.")
         return 0
+    unknown = [a for a in argv if a.startswith("-") and a != "--verify"
+               and not a.startswith(("--dtype=", "--iters="))]
+    if unknown:
+        print(f"error: unknown option {unknown[0]}; bench takes --verify, --dtype=float32|"
+              "bfloat16, --iters=N and Hydra overrides (key=value). See --help.",
+              file=sys.stderr)
+        return 2
     if "--verify" in argv:
         argv.remove("--verify")
         dtype = next((a.split("=", 1)[1] for a in argv if a.startswith("--dtype=")), "float32")
@@ -96,7 +105,7 @@ def main(argv=None) -> int:
                 return 2
             argv.remove(a)
     try:
-        cfg = compose(["trainer.max_length=256", *argv])
+        cfg = compose_checked(["trainer.max_length=256", *argv], "python -m specbench.bench")
         tcfg = cfg.trainer
         accelerator = _make_accelerator(tcfg)
         device = accelerator.device

@@ -24,7 +24,11 @@ _HELD: dict[str, FileLock] = {}
 @contextmanager
 def hold(run_dir: Path):
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"The run directory {run_dir} is (or lies under) an existing file, not "
+                        "a directory. Choose another hydra.run.dir.") from None
     key = str(run_dir.resolve())
     lock = _HELD.get(key)
     if lock is None:

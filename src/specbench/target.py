@@ -9,6 +9,7 @@ algorithm declared in its ``FeatureSpec``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -30,6 +31,14 @@ class FeatureSpec:
 
     layers: tuple[int, ...] = ()
     final_hidden: bool = True
+
+
+class FeatureSource(Protocol):
+    """Where the trainer gets a micro batch's target features: the live ``Target`` or the
+    ``FeatureCache`` built from it; both return the same tensors."""
+
+    def batch_features(self, split: str, rows: list[int], batch: dict,
+                       spec: FeatureSpec) -> Features: ...
 
 
 @dataclass
@@ -69,6 +78,12 @@ class Target:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def batch_features(self, split: str, rows: list[int], batch: dict,
+                       spec: FeatureSpec) -> Features:
+        """The ``FeatureSource`` interface (shared with ``feature_cache.FeatureCache``): the
+        features of a collated micro batch, here by running the target on it."""
+        return self.features(batch["input_ids"], batch["attention_mask"], spec)
 
     @torch.no_grad()
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

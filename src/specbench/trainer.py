@@ -13,7 +13,6 @@ import contextlib
 import errno
 import math
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ from specbench.config import enum_value, validate
 from specbench.data import build_dataset, collate, epoch_order
 from specbench.errors import UserError
 from specbench.feature_cache import human_size as _size
+from specbench.run_summary import build_summary, positions
 from specbench.target import forward_flops_per_token, load_target
 from specbench.tracking import RunTracker
 
@@ -57,7 +57,7 @@ class CounterBank:
 
     def report(self, prefix: str = "") -> dict[str, float]:
         out = {f"{prefix}{k}": v for k, v in self.ratios().items()}
-        top1 = _positions(self.ratios(), "top1")
+        top1 = positions(self.ratios(), "top1")
         if top1:
             out[f"{prefix}tau_sim"] = tau_sim(top1)
         return out
@@ -110,29 +110,6 @@ def _make_accelerator(trainer_cfg):
     return Accelerator(mixed_precision=enum_value(trainer_cfg.precision), cpu=device == "cpu")
 
 
-def _run_eval(draft, target, spec, rows, micro, pad_id, device, accelerator,
-              autocast: bool, cache=None) -> dict:
-    bank, loss_sum, n = CounterBank(), 0.0, 0
-    draft.eval()
-    with torch.no_grad():
-        for i in range(0, len(rows), micro):
-            batch = {k: v.to(device) for k, v in collate(rows[i: i + micro], pad_id).items()}
-            if cache is not None:  # the held-out rows i.. of the feature cache's eval split
-                feats = cache.features("eval", list(range(i, min(i + micro, len(rows)))),
-                                       batch["input_ids"].shape[1], spec, device)
-            else:
-                feats = target.features(batch["input_ids"], batch["attention_mask"], spec)
-            if not autocast:
-                feats = feats.to(torch.float32)
-            with accelerator.autocast():
-                loss, counters = draft.loss(feats, batch)
-            bank.add(counters)
-            loss_sum += float(loss)
-            n += 1
-    draft.train()
-    return {"eval/loss": loss_sum / max(1, n), **bank.report("eval/")}
-
-
 class TrainingDiverged(UserError):
     """The loss or the gradient norm stopped being finite: the run stops, marked failed."""
 
@@ -153,333 +130,405 @@ def train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
     """
     run_dir = Path(run_dir)
     with rundir.hold(run_dir):
-        return _train(cfg, run_dir, stop_after_steps, after)
+        return TrainingRun(cfg, run_dir, stop_after_steps, after).run()
 
 
-def _train(cfg: DictConfig, run_dir: Path, stop_after_steps: int | None, after) -> dict:
-    """The body of ``train`` (a long function: setup, resume, loop and summary are one
-    sequence sharing their state; the restructure into named phases is issue 9)."""
-    t_start = time.time()
-    tcfg = cfg.trainer
-    validate(cfg)  # ranges and unknown keys (python -m specbench has checked them already)
-    algo_cls = get_algorithm(cfg.algorithm.name)
-    previous = latest_checkpoint(run_dir)
-    if previous is not None and not tcfg.resume:
-        raise UserError(f"{run_dir} already holds checkpoints ({previous.name}). To continue "
-                        "or finish that run (training, then evaluation and export), run: "
-                        f"{rundir.resume_command(run_dir)}  -- or choose a new run directory "
-                        "(hydra.run.dir=...); existing checkpoints are never overwritten.")
-    if tcfg.resume and previous is None:
-        raise UserError(f"trainer.resume=true but {run_dir} has no checkpoint to resume from. "
-                        "Pass the old run directory with hydra.run.dir=<run_dir>, or drop "
-                        "trainer.resume.")
+class LogWindow:
+    """The metrics accumulated since the last logged step; checkpointed with the run, so rows
+    after a resume equal those of an uninterrupted run."""
 
-    accelerator = _make_accelerator(tcfg)
-    device, world, rank = accelerator.device, accelerator.num_processes, accelerator.process_index
-    torch.manual_seed(tcfg.seed)
-    target = load_target(cfg.model, seed=tcfg.seed, device=device)
-    if cfg.eval.enabled:  # decoding settings the target's vocabulary cannot serve
-        from specbench.evaluate import check_decode_against_target
+    def __init__(self):
+        self.bank, self.loss, self.steps = CounterBank(), 0.0, 0
+        self.t0, self.tokens = time.time(), 0
 
-        check_decode_against_target(cfg, target.config.vocab_size)
-    dataset = build_dataset(cfg.data, target.tokenizer, tcfg.max_length,
-                            verbose=accelerator.is_main_process,
-                            progress=tcfg.progress and accelerator.is_main_process)
-    accum = fairness.resolve_grad_accum(tcfg, world)
-    global_bs = fairness.global_batch(tcfg.micro_batch_size, accum, world)
-    fp = fairness.fingerprint(cfg, dataset.conversations.sha256, world_size=world)
-    if accelerator.is_main_process:
-        print(fairness.parameter_tables(cfg, fp))
-        print(f"[specbench] fingerprint {fp}  run dir {run_dir}")
-    spec = algo_cls.feature_spec(cfg.algorithm, target.config)
-    fcache = None
-    if cfg.cache.enabled:  # offline mode: see feature_cache.py
-        from specbench.feature_cache import prepare
+    def state(self) -> dict:
+        return {"num": self.bank.num, "den": self.bank.den, "loss": self.loss,
+                "steps": self.steps}
 
-        fcache = prepare(cfg, target, dataset, spec, verbose=accelerator.is_main_process)
-    n_train = len(dataset.train)
-    steps_per_epoch = math.ceil(n_train / global_bs)
-    total_steps = fairness.expected_steps(n_train, global_bs, tcfg.epochs, tcfg.max_steps)
-    warmup = math.ceil(tcfg.warmup_ratio * total_steps)
+    def restore(self, saved: dict) -> None:
+        self.bank.num, self.bank.den = saved["num"], saved["den"]
+        self.loss, self.steps = saved["loss"], saved["steps"]
 
-    torch.manual_seed(tcfg.seed)
-    draft = to_fp32_params(algo_cls.build(cfg.algorithm, target, dataset), device)
-    params = [p for p in draft.parameters() if p.requires_grad]
-    if not params:
-        raise UserError(f"algorithm={cfg.algorithm.name} with these settings has no trainable "
-                        "parameters; change the algorithm settings (e.g. algorithm.num_layers).")
-    n_params = sum(p.numel() for p in params)
-    # A checkpoint holds the weights and AdamW's two moments (fp32): keep + 1 of them at once.
-    need = 3 * 4 * sum(t.numel() for t in draft.state_dict().values()) \
-        * (tcfg.keep_checkpoints + 1)
-    free = shutil.disk_usage(run_dir).free
-    if free < need:
-        raise UserError(f"Not enough disk for checkpoints in {run_dir}: about {_size(need)} "
-                        f"needed, {_size(free)} free. Free space, lower "
-                        "trainer.keep_checkpoints, or choose another hydra.run.dir.")
-    optimizer = make_optimizer(params, tcfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, total_steps))
-    model = draft
-    autocast = enum_value(tcfg.precision) != "no"
-    # The loss goes through forward() so that a distributed wrapper (DDP) syncs gradients.
-    draft, optimizer = accelerator.prepare(_LossForward(model), optimizer)
+    def report(self, lr: float, grad_norm: float, epoch: int) -> dict:
+        elapsed = time.time() - self.t0
+        return {"train/loss": self.loss / self.steps, "train/lr": lr,
+                "train/grad_norm": grad_norm,
+                "train/tokens_per_s": self.tokens / max(elapsed, 1e-9),
+                "train/epoch": epoch, **self.bank.report("train/")}
 
-    if accelerator.is_main_process and hasattr(model, "serving_config"):
-        write_json(run_dir / "draft_config.json", model.serving_config())
 
-    progress = {"epoch": 0, "step_in_epoch": 0, "tokens": 0, "loss_tokens": 0,
-                "train_time_s": 0.0, "draft_flops": 0.0, "target_flops": 0.0, "fingerprint": fp,
-                "algorithm": cfg.algorithm.name,
-                "algorithm_config": fairness.algorithm_variables(cfg)}
-    step = 0
-    finishing = False  # resumed after the last step: nothing left to train
-    if tcfg.resume:
+class TrainingRun:
+    """One run of the shared trainer, in named phases: ``setup`` (target, data, fairness,
+    feature source, draft, optimizer), ``resume``, ``train_step``, ``held_out_eval``,
+    ``checkpoint`` and ``summary`` (``specbench.run_summary``); ``run`` sequences them."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, stop_after_steps: int | None = None,
+                 after=None):
+        self.cfg, self.tcfg, self.run_dir = cfg, cfg.trainer, Path(run_dir)
+        self.stop_after_steps, self.after = stop_after_steps, after
+        self.t_start = time.time()
+        self.status, self.error = "running", None
+        self.step, self.finishing = 0, False  # finishing: resumed after the last step
+        self.window = LogWindow()
+        self.last_train: dict = {}
+        self.eval_metrics: dict = {}
+
+    # -- the sequence -------------------------------------------------------------------
+    def run(self) -> dict:
+        validate(self.cfg)  # ranges and unknown keys (python -m specbench checked them already)
+        self.previous = self.check_run_dir()
+        self.setup()
+        if self.tcfg.resume:
+            self.resume(self.previous)
+        self.start_tracking()
+        try:
+            self.train_loop()
+            self.finish_training()
+        except BaseException as err:
+            self.status, self.error = "failed", f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            summary = self.write_results()
+        if self.status == "completed" and not summary["checklist"]["steps_match"]:
+            raise RuntimeError(f"optimizer steps taken ({self.step}) != expected "
+                               f"({self.total_steps})")
+        return summary
+
+    def check_run_dir(self) -> Path | None:
+        previous = latest_checkpoint(self.run_dir)
+        if previous is not None and not self.tcfg.resume:
+            raise UserError(f"{self.run_dir} already holds checkpoints ({previous.name}). To "
+                            "continue or finish that run (training, then evaluation and export),"
+                            f" run: {rundir.resume_command(self.run_dir)}  -- or choose a new run"
+                            " directory (hydra.run.dir=...); existing checkpoints are never "
+                            "overwritten.")
+        if self.tcfg.resume and previous is None:
+            raise UserError(f"trainer.resume=true but {self.run_dir} has no checkpoint to resume "
+                            "from. Pass the old run directory with hydra.run.dir=<run_dir>, or "
+                            "drop trainer.resume.")
+        return previous
+
+    # -- setup ----------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg, tcfg = self.cfg, self.tcfg
+        self.accelerator = _make_accelerator(tcfg)
+        acc = self.accelerator
+        self.device, self.world, self.rank = acc.device, acc.num_processes, acc.process_index
+        self.main = acc.is_main_process
+        self.algo_cls = get_algorithm(cfg.algorithm.name)
+        torch.manual_seed(tcfg.seed)
+        self.target = load_target(cfg.model, seed=tcfg.seed, device=self.device)
+        if cfg.eval.enabled:  # decoding settings the target's vocabulary cannot serve
+            from specbench.evaluate import check_decode_against_target
+
+            check_decode_against_target(cfg, self.target.config.vocab_size)
+        self.dataset = build_dataset(cfg.data, self.target.tokenizer, tcfg.max_length,
+                                     verbose=self.main, progress=tcfg.progress and self.main)
+        self.setup_fairness()
+        self.spec = self.algo_cls.feature_spec(cfg.algorithm, self.target.config)
+        self.source = self.target  # a FeatureSource: the live target, or its feature cache
+        self.fcache = None
+        if cfg.cache.enabled:  # offline mode: see feature_cache.py
+            from specbench.feature_cache import prepare
+
+            self.fcache = prepare(cfg, self.target, self.dataset, self.spec, verbose=self.main)
+            self.source = self.fcache
+        self.setup_draft()
+
+    def setup_fairness(self) -> None:
+        """Global batch, fingerprint and step counts: the controlled part, printed."""
+        tcfg, world = self.tcfg, self.world
+        self.accum = fairness.resolve_grad_accum(tcfg, world)
+        self.global_bs = fairness.global_batch(tcfg.micro_batch_size, self.accum, world)
+        self.fp = fairness.fingerprint(self.cfg, self.dataset.conversations.sha256,
+                                       world_size=world)
+        if self.main:
+            print(fairness.parameter_tables(self.cfg, self.fp))
+            print(f"[specbench] fingerprint {self.fp}  run dir {self.run_dir}")
+        self.n_train = len(self.dataset.train)
+        self.steps_per_epoch = math.ceil(self.n_train / self.global_bs)
+        self.total_steps = fairness.expected_steps(self.n_train, self.global_bs, tcfg.epochs,
+                                                   tcfg.max_steps)
+        self.progress = {
+            "epoch": 0, "step_in_epoch": 0, "tokens": 0, "loss_tokens": 0,
+            "train_time_s": 0.0, "draft_flops": 0.0, "target_flops": 0.0,
+            "fingerprint": self.fp, "algorithm": self.cfg.algorithm.name,
+            "algorithm_config": fairness.algorithm_variables(self.cfg),
+            "controlled": fairness.flatten(fairness.controlled_variables(self.cfg))}
+
+    def setup_draft(self) -> None:
+        """The draft (fp32 master weights), the disk check, AdamW and the schedule."""
+        cfg, tcfg = self.cfg, self.tcfg
+        torch.manual_seed(tcfg.seed)
+        self.model = to_fp32_params(self.algo_cls.build(cfg.algorithm, self.target,
+                                                        self.dataset), self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise UserError(f"algorithm={cfg.algorithm.name} with these settings has no "
+                            "trainable parameters; change the algorithm settings (e.g. "
+                            "algorithm.num_layers).")
+        self.n_params = sum(p.numel() for p in self.params)
+        # A checkpoint holds the weights and AdamW's two moments (fp32): keep + 1 at once.
+        self.checkpoint_bytes = 3 * 4 * sum(t.numel() for t in self.model.state_dict().values())
+        need = self.checkpoint_bytes * (tcfg.keep_checkpoints + 1)
+        free = shutil.disk_usage(self.run_dir).free
+        if free < need:
+            raise UserError(f"Not enough disk for checkpoints in {self.run_dir}: about "
+                            f"{_size(need)} needed, {_size(free)} free. Free space, lower "
+                            "trainer.keep_checkpoints, or choose another hydra.run.dir.")
+        optimizer = make_optimizer(self.params, tcfg)
+        warmup = math.ceil(tcfg.warmup_ratio * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                           lr_lambda(warmup, self.total_steps))
+        self.autocast = enum_value(tcfg.precision) != "no"
+        # The loss goes through forward() so that a distributed wrapper (DDP) syncs gradients.
+        self.draft, self.optimizer = self.accelerator.prepare(_LossForward(self.model),
+                                                              optimizer)
+        if self.main:
+            serving = getattr(self.model, "serving_config", lambda: None)()
+            if serving is not None:
+                write_json(self.run_dir / "draft_config.json", serving)
+
+    # -- resume ---------------------------------------------------------------------------
+    def resume(self, previous: Path) -> None:
         weights, state, saved = load_checkpoint(previous)
-        if saved.get("fingerprint") != fp:
-            raise UserError(f"Cannot resume {run_dir}: its fingerprint {saved.get('fingerprint')}"
-                            f" differs from this config's {fp}, so the controlled settings "
-                            "changed. Resume with the original settings, or start a new run.")
-        if saved.get("algorithm_config") != progress["algorithm_config"]:
-            theirs, ours = saved.get("algorithm_config") or {}, progress["algorithm_config"]
-            diff = [f"algorithm.{k}: checkpoint {theirs.get(k)!r}, now {ours.get(k)!r}"
-                    for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
-            raise UserError(f"Cannot resume {run_dir} with different algorithm settings ("
-                            + "; ".join(diff) + "). Pass the original algorithm settings.")
-        finishing = saved.get("step") == total_steps
-        model.load_trainable_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        self.check_same_settings(saved)
+        self.finishing = saved.get("step") == self.total_steps
+        self.model.load_trainable_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
-        step = saved.pop("step")
-        progress.update(saved)
-        print(f"[specbench] resumed from {previous} at step {step}"
-              + (": training is complete, finishing the run" if finishing else ""))
+        self.step = saved.pop("step")
+        if "log_window" in saved:  # the metrics window open at the checkpoint
+            self.window.restore(saved.pop("log_window"))
+        self.progress.update(saved)
+        print(f"[specbench] resumed from {previous} at step {self.step}"
+              + (": training is complete, finishing the run" if self.finishing else ""))
 
-    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    tracker = RunTracker(run_dir, cfg.tracker, resolved, fp, cfg.algorithm.name,
-                         resume_id=progress.get("wandb_id"), resume_step=step,
-                         enabled=accelerator.is_main_process)
-    progress["wandb_id"] = tracker.wandb_info.get("run_id")
-    pad_id = target.tokenizer.pad_token_id
-    status, error = "running", None
-    window, window_loss, window_steps = CounterBank(), 0.0, 0
-    if "log_window" in progress:  # the metrics window open at the checkpoint (resume)
-        saved_window = progress.pop("log_window")
-        window.num, window.den = saved_window["num"], saved_window["den"]
-        window_loss, window_steps = saved_window["loss"], saved_window["steps"]
-    last_train: dict = tracker.last_row("train/loss") if finishing else {}
-    eval_metrics: dict = {}
+    def check_same_settings(self, saved: dict) -> None:
+        if saved.get("fingerprint") != self.fp:
+            diff = _diff(saved.get("controlled") or {}, self.progress["controlled"])
+            what = diff or "the training data's content or the world size changed"
+            raise UserError(f"Cannot resume {self.run_dir}: its fingerprint "
+                            f"{saved.get('fingerprint')} differs from this config's {self.fp}, "
+                            f"so the controlled settings changed ({what}). Resume with the "
+                            "original settings, or start a new run.")
+        if saved.get("algorithm_config") != self.progress["algorithm_config"]:
+            diff = _diff(saved.get("algorithm_config") or {},
+                         self.progress["algorithm_config"], prefix="algorithm.")
+            raise UserError(f"Cannot resume {self.run_dir} with different algorithm settings "
+                            f"({diff}). Pass the original algorithm settings.")
 
-    def checkpoint() -> Path:
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            state = {**progress, "log_window": {"num": window.num, "den": window.den,
-                                                "loss": window_loss, "steps": window_steps}}
+    def start_tracking(self) -> None:
+        self.resolved = OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True)
+        self.tracker = RunTracker(self.run_dir, self.cfg.tracker, self.resolved, self.fp,
+                                  self.cfg.algorithm.name,
+                                  resume_id=self.progress.get("wandb_id"),
+                                  resume_step=self.step, enabled=self.main)
+        self.progress["wandb_id"] = self.tracker.wandb_info.get("run_id")
+        if self.finishing:
+            self.last_train = self.tracker.last_row("train/loss")
+
+    # -- the loop -------------------------------------------------------------------------
+    def train_loop(self) -> None:
+        from tqdm import tqdm
+
+        tcfg = self.tcfg
+        bar = tqdm(total=self.total_steps, initial=self.step,
+                   desc=f"train {self.cfg.algorithm.name}",
+                   disable=not (tcfg.progress and self.main))
+        self.window.t0 = time.time()
+        self.draft.train()
+        if (not self.finishing and self.main
+                and os.environ.get("SPECBENCH_COMPILE", "1") != "0"):
+            print("[specbench] the first steps compile the fused loss kernels (torch.compile): "
+                  "they take longer than the rest (SPECBENCH_COMPILE=0 skips compiling)")
+        for epoch in range(self.progress["epoch"], 0 if self.finishing else tcfg.epochs):
+            groups = self.epoch_groups(epoch)
+            for s in range(self.progress["step_in_epoch"], self.steps_per_epoch):
+                if self.step >= self.total_steps:
+                    break
+                self.train_step(groups[s], s, epoch)
+                bar.update(1)
+                if self.after_step():
+                    bar.close()
+                    return
+            if self.step >= self.total_steps and \
+                    self.progress["step_in_epoch"] < self.steps_per_epoch:
+                break
+            self.progress["epoch"] = epoch + 1
+            self.progress["step_in_epoch"] = 0
+        bar.close()
+
+    def epoch_groups(self, epoch: int) -> list[list[list[int]]]:
+        """Row indices of every optimizer step of ``epoch``: micro batches grouped by step."""
+        order = epoch_order(self.n_train, self.tcfg.seed, epoch)
+        mb, per_step = self.tcfg.micro_batch_size, self.accum * self.world
+        micro = [order[i: i + mb] for i in range(0, self.n_train, mb)]
+        return [micro[i: i + per_step] for i in range(0, len(micro), per_step)]
+
+    def train_step(self, group: list[list[int]], s: int, epoch: int) -> None:
+        """One optimizer step over ``group`` (this rank's share of its micro batches)."""
+        t_step, world = time.time(), self.world
+        mine = group[self.rank::world]
+        # Every rank runs the same number of passes (DDP needs it): short ranks repeat a
+        # batch with weight 0. DDP averages over ranks, hence world / len(group).
+        slots = mine + [None] * (math.ceil(len(group) / world) - len(mine))
+        step_loss, counts = 0.0, torch.zeros(5, dtype=torch.float64)
+        for j, idx in enumerate(slots):
+            real = idx is not None
+            rows = idx if real else group[0]
+            batch = self.batch("train", rows)
+            feats = self.features("train", rows, batch)
+            last = j == len(slots) - 1
+            with (contextlib.nullcontext() if last or world == 1
+                  else self.accelerator.no_sync(self.draft)):
+                with self.accelerator.autocast():
+                    loss, counters = self.draft(feats, batch)
+                self.accelerator.backward(loss * (world / len(group) if real else 0.0))
+            if not real:
+                continue
+            loss_value = float(loss.detach())
+            step_loss += loss_value / len(mine)
+            self.window.bank.add(counters)
+            counts += self.batch_counts(batch, counters, loss_value)
+        if world > 1:
+            counts = self.accelerator.reduce(counts.to(self.device), "sum").cpu()
+        ntok, nloss, dflops, tflops, nonfinite = counts.tolist()
+        for key, value in (("tokens", int(ntok)), ("loss_tokens", int(nloss)),
+                           ("draft_flops", dflops), ("target_flops", tflops)):
+            self.progress[key] += value
+        self.window.tokens += int(ntok)
+        grad_norm = self.accelerator.clip_grad_norm_(self.params, self.tcfg.max_grad_norm)
+        self.check_finite(step_loss, float(grad_norm), bool(nonfinite))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.progress["step_in_epoch"] = s + 1
+        self.progress["train_time_s"] += time.time() - t_step
+        self.window.loss += step_loss
+        self.window.steps += 1
+        if self.step % self.tcfg.log_every == 0 or self.step == self.total_steps:
+            self.last_train = self.window.report(self.scheduler.get_last_lr()[0],
+                                                 float(grad_norm), epoch)
+            self.tracker.log(self.last_train, self.step)
+            self.window = LogWindow()
+
+    def batch(self, split: str, rows: list[int]) -> dict:
+        rows_of = self.dataset.train if split == "train" else self.dataset.eval
+        batch = collate([rows_of[i] for i in rows], self.target.tokenizer.pad_token_id)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def features(self, split: str, rows: list[int], batch: dict):
+        feats = self.source.batch_features(split, rows, batch, self.spec)
+        return feats if self.autocast else feats.to(torch.float32)
+
+    def batch_counts(self, batch: dict, counters: dict, loss_value: float) -> torch.Tensor:
+        """[tokens, loss tokens, draft FLOPs, target FLOPs, non-finite loss] of a micro batch."""
+        ntok = int(batch["attention_mask"].sum())
+        target_flops = ntok * forward_flops_per_token(self.target.config,
+                                                      batch["input_ids"].shape[1] / 2)
+        return torch.tensor([ntok, int(batch["loss_mask"].sum()),
+                             float(counters["draft_flops"][0]), target_flops,
+                             0.0 if math.isfinite(loss_value) else 1.0], dtype=torch.float64)
+
+    def check_finite(self, step_loss: float, grad_norm: float, nonfinite: bool) -> None:
+        if nonfinite or not math.isfinite(grad_norm):
+            raise TrainingDiverged(
+                f"Training stopped at optimizer step {self.step + 1}: the "
+                f"{'loss' if nonfinite else 'gradient norm'} is not finite (loss "
+                f"{step_loss:.4g}, gradient norm {grad_norm:.4g}). The weights of this step "
+                "were not applied and the run is marked failed. Corrupt input features (a "
+                "damaged feature cache: delete it, or cache.enabled=false) or a learning rate "
+                "too high for this precision (lower trainer.lr, or trainer.precision=no) are "
+                "the usual causes.")
+
+    def after_step(self) -> bool:
+        """Held-out evaluation and checkpoints on their cadence; True when interrupted."""
+        tcfg, step = self.tcfg, self.step
+        if self.dataset.eval and (step % tcfg.eval_every == 0 or step == self.total_steps):
+            self.eval_metrics = self.held_out_eval()
+            self.tracker.log(self.eval_metrics, step)
+        stopping = self.stop_after_steps is not None and step >= self.stop_after_steps
+        if stopping or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0
+                        and step != self.total_steps):
+            self.checkpoint()
+        if stopping:
+            self.status = "interrupted"
+        return stopping
+
+    # -- held-out evaluation, checkpoints, the end ---------------------------------------------
+    def held_out_eval(self) -> dict:
+        bank, loss_sum, n = CounterBank(), 0.0, 0
+        rows, micro = self.dataset.eval, self.tcfg.micro_batch_size
+        self.model.eval()
+        with torch.no_grad():
+            for i in range(0, len(rows), micro):
+                idx = list(range(i, min(i + micro, len(rows))))
+                batch = self.batch("eval", idx)
+                feats = self.features("eval", idx, batch)
+                with self.accelerator.autocast():
+                    loss, counters = self.model.loss(feats, batch)
+                bank.add(counters)
+                loss_sum += float(loss)
+                n += 1
+        self.model.train()
+        return {"eval/loss": loss_sum / max(1, n), **bank.report("eval/")}
+
+    def checkpoint(self) -> Path:
+        acc, run_dir, step = self.accelerator, self.run_dir, self.step
+        acc.wait_for_everyone()
+        if self.main:
+            state = {**self.progress, "log_window": self.window.state()}
             try:
-                save_checkpoint(run_dir, step, model.trainable_state_dict(), optimizer,
-                                scheduler, state, keep=tcfg.keep_checkpoints)
+                save_checkpoint(run_dir, step, self.model.trainable_state_dict(),
+                                self.optimizer, self.scheduler, state,
+                                keep=self.tcfg.keep_checkpoints)
             except OSError as err:
                 if err.errno not in (errno.ENOSPC, errno.EDQUOT):
                     raise
                 raise UserError(f"The disk filled up while writing the checkpoint of step {step}"
-                                f" in {run_dir}/checkpoints ({_size(shutil.disk_usage(run_dir).free)}"
-                                f" free; a checkpoint takes about {_size(need / (tcfg.keep_checkpoints + 1))})."
-                                " The partial checkpoint was removed and earlier ones are intact."
-                                " Free space, then continue with: "
-                                f"{rundir.resume_command(run_dir)}") from None
-        accelerator.wait_for_everyone()
+                                f" in {run_dir}/checkpoints "
+                                f"({_size(shutil.disk_usage(run_dir).free)} free; a checkpoint "
+                                f"takes about {_size(self.checkpoint_bytes)}). The partial "
+                                "checkpoint was removed and earlier ones are intact. Free "
+                                f"space, then continue with: {rundir.resume_command(run_dir)}"
+                                ) from None
+        acc.wait_for_everyone()
         return run_dir / "checkpoints" / f"step-{step:07d}"
 
-    try:
-        from tqdm import tqdm
+    def finish_training(self) -> None:
+        """The final checkpoint (or, when finishing, the existing one) becomes the run's
+        ``draft.safetensors``."""
+        if self.status == "interrupted":
+            return
+        if self.finishing:
+            final = self.previous
+            if self.dataset.eval:
+                self.eval_metrics = self.held_out_eval()
+        else:
+            final = self.checkpoint()
+        if self.main:
+            publish_weights(final, self.run_dir / "draft.safetensors")
+        self.status = "completed"
 
-        bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.algorithm.name}",
-                   disable=not (tcfg.progress and accelerator.is_main_process))
-        t_window, tok_window = time.time(), 0
-        draft.train()
-        if (not finishing and accelerator.is_main_process
-                and os.environ.get("SPECBENCH_COMPILE", "1") != "0"):
-            print("[specbench] the first steps compile the fused loss kernels (torch.compile): "
-                  "they take longer than the rest (SPECBENCH_COMPILE=0 skips compiling)")
-        for epoch in range(progress["epoch"], tcfg.epochs if not finishing else 0):
-            order = epoch_order(n_train, tcfg.seed, epoch)
-            micro = [order[i: i + tcfg.micro_batch_size]
-                     for i in range(0, n_train, tcfg.micro_batch_size)]
-            groups = [micro[i: i + accum * world] for i in range(0, len(micro), accum * world)]
-            for s in range(progress["step_in_epoch"], steps_per_epoch):
-                if step >= total_steps:
-                    break
-                t_step = time.time()
-                group = groups[s]
-                mine = group[rank::world]
-                # Every rank runs the same number of passes (DDP needs it): short ranks repeat a
-                # batch with weight 0. DDP averages over ranks, hence world / len(group).
-                slots = mine + [None] * (math.ceil(len(group) / world) - len(mine))
-                step_loss, counts = 0.0, torch.zeros(5, dtype=torch.float64)
-                for j, idx in enumerate(slots):
-                    real = idx is not None
-                    rows = idx if real else group[0]
-                    batch = collate([dataset.train[i] for i in rows], pad_id)
-                    batch = {k: v.to(device) for k, v in batch.items()}
-                    if fcache is not None:
-                        feats = fcache.features("train", rows, batch["input_ids"].shape[1],
-                                                spec, device)
-                    else:
-                        feats = target.features(batch["input_ids"], batch["attention_mask"],
-                                                spec)
-                    if not autocast:
-                        feats = feats.to(torch.float32)
-                    last = j == len(slots) - 1
-                    with (contextlib.nullcontext() if last or world == 1
-                          else accelerator.no_sync(draft)):
-                        with accelerator.autocast():
-                            loss, counters = draft(feats, batch)
-                        accelerator.backward(loss * (world / len(group) if real else 0.0))
-                    if not real:
-                        continue
-                    loss_value = float(loss.detach())
-                    step_loss += loss_value / len(mine)
-                    window.add(counters)
-                    ntok = int(batch["attention_mask"].sum())
-                    counts += torch.tensor([
-                        ntok, int(batch["loss_mask"].sum()), float(counters["draft_flops"][0]),
-                        ntok * forward_flops_per_token(target.config,
-                                                       batch["input_ids"].shape[1] / 2),
-                        0.0 if math.isfinite(loss_value) else 1.0], dtype=torch.float64)
-                if world > 1:
-                    counts = accelerator.reduce(counts.to(device), "sum").cpu()
-                ntok, nloss, dflops, tflops, nonfinite = counts.tolist()
-                progress["tokens"] += int(ntok)
-                progress["loss_tokens"] += int(nloss)
-                progress["draft_flops"] += dflops
-                progress["target_flops"] += tflops
-                tok_window += int(ntok)
-                grad_norm = accelerator.clip_grad_norm_(params, tcfg.max_grad_norm)
-                if nonfinite or not math.isfinite(float(grad_norm)):
-                    raise TrainingDiverged(
-                        f"Training stopped at optimizer step {step + 1}: the "
-                        f"{'loss' if nonfinite else 'gradient norm'} is not finite (loss "
-                        f"{step_loss:.4g}, gradient norm {float(grad_norm):.4g}). The weights of "
-                        "this step were not applied and the run is marked failed. Corrupt "
-                        "input features (a damaged feature cache: delete it, or "
-                        "cache.enabled=false) or a learning rate too high for this precision "
-                        "(lower trainer.lr, or trainer.precision=no) are the usual causes.")
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                progress["step_in_epoch"] = s + 1
-                progress["train_time_s"] += time.time() - t_step
-                window_loss += step_loss
-                window_steps += 1
-                if step % tcfg.log_every == 0 or step == total_steps:
-                    elapsed = time.time() - t_window
-                    last_train = {"train/loss": window_loss / window_steps,
-                                  "train/lr": scheduler.get_last_lr()[0],
-                                  "train/grad_norm": float(grad_norm),
-                                  "train/tokens_per_s": tok_window / max(elapsed, 1e-9),
-                                  "train/epoch": epoch, **window.report("train/")}
-                    tracker.log(last_train, step)
-                    bar.set_postfix(loss=f"{last_train['train/loss']:.3f}",
-                                    acc0=f"{last_train.get('train/top1/0', 0):.3f}",
-                                    tok_s=f"{last_train['train/tokens_per_s']:.0f}")
-                    window, window_loss, window_steps = CounterBank(), 0.0, 0
-                    t_window, tok_window = time.time(), 0
-                bar.update(1)
-                if dataset.eval and (step % tcfg.eval_every == 0 or step == total_steps):
-                    eval_metrics = _run_eval(model, target, spec, dataset.eval,
-                                             tcfg.micro_batch_size, pad_id, device, accelerator,
-                                             autocast, cache=fcache)
-                    tracker.log(eval_metrics, step)
-                stopping = stop_after_steps is not None and step >= stop_after_steps
-                if stopping or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0
-                                and step != total_steps):
-                    checkpoint()
-                if stopping:
-                    status = "interrupted"
-                    break
-            if status == "interrupted":
-                break
-            if step >= total_steps and progress["step_in_epoch"] < steps_per_epoch:
-                break
-            progress["epoch"] = epoch + 1
-            progress["step_in_epoch"] = 0
-        bar.close()
-        if finishing:
-            final = previous
-            if dataset.eval:
-                eval_metrics = _run_eval(model, target, spec, dataset.eval,
-                                         tcfg.micro_batch_size, pad_id, device, accelerator,
-                                         autocast, cache=fcache)
-            if accelerator.is_main_process:
-                publish_weights(final, run_dir / "draft.safetensors")
-            status = "completed"
-        elif status != "interrupted":
-            final = checkpoint()
-            if accelerator.is_main_process:
-                publish_weights(final, run_dir / "draft.safetensors")
-            status = "completed"
-    except BaseException as err:
-        status, error = "failed", f"{type(err).__name__}: {err}"
-        raise
-    finally:
-        wall = time.time() - t_start
-        stats = dataset.stats()
-        checklist = {
-            "dataset_rows": stats["rows"], "dataset_sha256": stats["sha256"],
-            "train_rows": n_train, "eval_rows": len(dataset.eval),
-            "tokens_trained": progress["tokens"], "loss_tokens_trained": progress["loss_tokens"],
-            "micro_batch_size": tcfg.micro_batch_size, "grad_accum": accum,
-            "world_size": world, "global_batch": global_bs,
-            "expected_optimizer_steps": total_steps, "optimizer_steps_taken": step,
-            "steps_match": step == total_steps,
-        }
-        summary = {
-            "status": status, "error": error, "algorithm": cfg.algorithm.name,
-            "fingerprint": fp, "algorithm_config": fairness.algorithm_variables(cfg),
-            "algorithm_details": model.describe() if hasattr(model, "describe") else {},
-            "controlled": fairness.controlled_variables(cfg), "dataset": stats,
-            "checklist": checklist,
-            "train": {
-                "final_loss": last_train.get("train/loss"),
-                "top1": _positions(last_train, "train/top1"),
-                "top5": _positions(last_train, "train/top5"),
-                "tau_sim": last_train.get("train/tau_sim"),
-                "tokens_per_s": progress["tokens"] / max(progress["train_time_s"], 1e-9),
-                "train_time_s": progress["train_time_s"], "wall_time_s": wall,
-                "trainable_params": n_params,
-                "flops": {"target_forward": progress["target_flops"],
-                          "draft_forward_backward": progress["draft_flops"],
-                          "total": progress["target_flops"] + progress["draft_flops"]},
-            },
-            "eval_split": {
-                "loss": eval_metrics.get("eval/loss"),
-                "top1": _positions(eval_metrics, "eval/top1"),
-                "top5": _positions(eval_metrics, "eval/top5"),
-                "tau_sim": eval_metrics.get("eval/tau_sim"),
-            },
-            "checkpoint": str(ckpt.relative_to(run_dir))
-            if (ckpt := latest_checkpoint(run_dir)) else None,
-            "weights": "draft.safetensors" if status == "completed" else None,
-            "machine": {"platform": platform.platform(), "device": str(device),
-                        "torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
-            "wandb": tracker.wandb_info,
-            "feature_cache": fcache.info() if fcache is not None
-            else {"enabled": False, "used": False},
-        }
-        if accelerator.is_main_process:
-            write_json(run_dir / "config.json", resolved)
-            tracker.write_summary(summary)
+    def write_results(self) -> dict:
+        """summary.json and config.json, then ``after`` (evaluation, export) for a completed
+        run, then the tracker's end. Returns the summary."""
+        summary = build_summary(self)
+        if self.main:
+            write_json(self.run_dir / "config.json", self.resolved)
+            self.tracker.write_summary(summary)
         try:
-            if status == "completed" and after is not None and accelerator.is_main_process:
-                after(tracker)
+            if self.status == "completed" and self.after is not None and self.main:
+                self.after(self.tracker)
         finally:
-            tracker.finish(exit_code=0 if status in ("completed", "interrupted") else 1)
-    if status == "completed" and not checklist["steps_match"]:
-        raise RuntimeError(f"optimizer steps taken ({step}) != expected ({total_steps})")
-    return summary
+            self.tracker.finish(exit_code=0 if self.status in ("completed", "interrupted")
+                                else 1)
+        return summary
 
 
-def _positions(metrics: dict, prefix: str) -> list[float]:
-    ks = sorted(int(k.rsplit("/", 1)[1]) for k in metrics if k.startswith(prefix + "/"))
-    return [metrics[f"{prefix}/{k}"] for k in ks]
+def _diff(theirs: dict, ours: dict, prefix: str = "") -> str:
+    return "; ".join(f"{prefix}{k}: checkpoint {theirs.get(k)!r}, now {ours.get(k)!r}"
+                     for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k))

@@ -41,7 +41,11 @@ def compare(paths, out=None, allow_mismatch=False, plots=True, tune=()) -> dict:
                         "(trainer.resume=true), re-run failed or damaged ones, or pass other "
                         "runs.")
     out = Path(out) if out else (sweep / "comparison" if sweep else Path("comparison"))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--out {out} is (or lies under) a file, not a directory; pass a "
+                        "directory for the comparison files.") from None
     tune = tuple(check_tune(tune, done)) if tune else ()
     swept = set() if tune else swept_keys(paths, done)
     groups, notes = analyse(done, allow_mismatch, tune, swept)
