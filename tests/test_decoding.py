@@ -66,7 +66,7 @@ def test_every_proposer_is_exact(model):
         prompt = torch.randint(0, 256, (7 + trial,), generator=g).tolist()
         ref = greedy_reference(target, prompt, 40)
         proposers = [Autoregressive(), PromptLookup(), Oracle(ref, len(prompt)),
-                     medusa.proposer(), eagle.proposer()]
+                     medusa.make_proposer(), eagle.make_proposer()]
         for prop in proposers:
             res = speculative_generate(target, prop, prompt, 40, eos_ids=set())
             assert res.tokens == ref, (model, prop.name, trial)
@@ -198,8 +198,8 @@ def test_tree_decoding_is_exact(model):
     ref = greedy_reference(target, prompt, 40)
     res = speculative_generate(target, OracleTree(ref, len(prompt)), prompt, 40, set())
     assert res.tokens == ref and max(res.accepted) == 2
-    for proposer in (medusa.proposer(tree=True),
-                     eagle.proposer(tree=True, top_k=4, depth=4, total_tokens=20)):
+    for proposer in (medusa.make_proposer("tree"),
+                     eagle.make_proposer("tree", top_k=4, depth=4, total_tokens=20)):
         res = speculative_generate(target, proposer, prompt, 40, set())
         assert res.tokens == ref, proposer.name
     tree = default_tree(3, size=32)
@@ -212,8 +212,8 @@ def test_eagle3_dynamic_tree_with_top_k_1_is_the_chain(model):
 
     target = load_target(compose([f"model={model}"]).model)
     _, eagle = drafts(target)
-    chain, tree = eagle.proposer(num_draft=4), eagle.proposer(tree=True, top_k=1, depth=4,
-                                                            total_tokens=4)
+    chain = eagle.make_proposer(num_draft=4)
+    tree = eagle.make_proposer("tree", top_k=1, depth=4, total_tokens=4)
     with torch.no_grad():
         out = target.model(input_ids=torch.arange(50, 61)[None], output_hidden_states=True)
     ids = list(range(50, 61)) + [int(out.logits[0, -1].argmax())]

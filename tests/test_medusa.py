@@ -192,7 +192,7 @@ def test_tree_choices_are_configurable_and_checked():
     cfg.tree_choices = [[0], [1], [0, 0]]
     m = Medusa(cfg, 8, 40, head)
     assert m.tree_choices == [(0,), (1,), (0, 0)]
-    assert m.proposer(tree=True).choices == [(0,), (1,), (0, 0)]
+    assert m.make_proposer("tree").choices == [(0,), (1,), (0, 0)]
     for bad in ([[0, 0]], [[0], [0, 0, 0]], [[0], [0]], [[-1]]):
         cfg.tree_choices = bad
         with pytest.raises(UserError, match="algorithm.tree_choices"):

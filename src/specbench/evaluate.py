@@ -29,6 +29,7 @@ import json
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -69,15 +70,44 @@ def _question(row, where: str) -> dict:
 
 
 def load_questions(spec: str | None, num: int) -> list[dict]:
-    """Questions from the embedded held-out prompts (None), a JSON-lines file, or
-    ``hub:DATASET_ID[:SPLIT]``. With several categories, questions are taken round-robin
-    across categories in file order, so that a small ``num`` still covers every category."""
+    """``num`` questions (or as many as there are) from the embedded held-out prompts (None),
+    a JSON-lines file, or ``hub:DATASET_ID[:SPLIT]``. With several categories, questions are
+    taken round-robin across categories in file order, so that a small ``num`` still covers
+    every category."""
+    questions = read_questions(spec)
+    by_cat: dict[str, list[dict]] = {}
+    for q in questions:
+        by_cat.setdefault(q["category"], []).append(q)
+    picked, queues = [], [list(v) for v in by_cat.values()]
+    while len(picked) < num and any(queues):
+        for queue in queues:
+            if queue and len(picked) < num:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def too_few_prompts(spec: str | None, asked: int, have: int) -> str | None:
+    """The line that says eval.num_prompts asks for more questions than ``spec`` holds."""
+    if asked <= have:
+        return None
+    return (f"eval.num_prompts={asked}, but eval.prompts ({spec or EMBEDDED_PROMPTS}) holds only "
+            f"{have} questions: the evaluation decodes those {have}. Lower eval.num_prompts, "
+            "or give a larger question file as eval.prompts.")
+
+
+def read_questions(spec: str | None) -> list[dict]:
+    """Every question of ``spec`` (see ``load_questions``), in file order."""
     if spec and spec.startswith("hub:"):
         rows = _hub_rows(spec[4:])
         questions = [_question(r, f"{spec} row {i}") for i, r in enumerate(rows)]
     else:
         path = embedded_path("heldout_prompts.jsonl") if spec in (None, EMBEDDED_PROMPTS) \
             else Path(spec)
+        if path.is_dir():
+            raise UserError(f"eval.prompts={spec!r} is a directory, not a file. Give a "
+                            "JSON-lines file with 'turns' (Spec-Bench / MT-bench "
+                            "question.jsonl) or 'prompt' per line, hub:DATASET_ID, or leave it "
+                            "null for the embedded held-out prompts.")
         if not path.is_file():
             raise UserError(f"eval.prompts={spec!r} does not exist. Give a JSON-lines file with "
                             "'turns' (Spec-Bench / MT-bench question.jsonl) or 'prompt' per "
@@ -104,15 +134,7 @@ def load_questions(spec: str | None, num: int) -> list[dict]:
             raise UserError(f"eval.prompts: {path} holds no questions (it is empty). Give a "
                             "JSON-lines file with 'turns' or 'prompt' per line, or leave "
                             "eval.prompts null for the embedded held-out prompts.")
-    by_cat: dict[str, list[dict]] = {}
-    for q in questions:
-        by_cat.setdefault(q["category"], []).append(q)
-    picked, queues = [], [list(v) for v in by_cat.values()]
-    while len(picked) < num and any(queues):
-        for queue in queues:
-            if queue and len(picked) < num:
-                picked.append(queue.pop(0))
-    return picked
+    return questions
 
 
 def _hub_rows(spec: str) -> list[dict]:
@@ -142,36 +164,18 @@ def check_eval_settings(e, prompts: bool = True) -> None:
             raise UserError(f"eval.{key}={e[key]} must be at least 1 (or set "
                             "eval.enabled=false to skip the evaluation).")
     Lookahead(e.lookahead.level, e.lookahead.window, e.lookahead.guess)
-    if prompts and e.prompts:
+    if prompts:
         # the file exists, is not empty and parses; a hub: set is reachable and loads
-        load_questions(e.prompts, 1)
+        note = too_few_prompts(e.prompts, int(e.num_prompts), len(read_questions(e.prompts)))
+        if note:
+            warnings.warn(note, stacklevel=2)
 
 
 def check_decode_against_target(cfg, vocab_size: int) -> None:
-    """Fail right after loading the target, before training, on tree settings its vocabulary
-    cannot serve: Medusa ranks (``algorithm.tree_choices``) at or above the vocabulary size,
-    an EAGLE-3 ``algorithm.tree_top_k`` above the draft vocabulary."""
-    a, vocab_size = cfg.algorithm, int(vocab_size)
-    name = str(a.name)
-    if name == "medusa":
-        from specbench.algorithms.medusa import _tree_choices
-
-        top = max(max(p) for p in _tree_choices(a, int(a.num_heads)))
-        if top >= vocab_size:
-            raise UserError(f"algorithm.tree_choices uses rank {top}, but the target's "
-                            f"vocabulary has {vocab_size} tokens (ranks 0..{vocab_size - 1}). "
-                            "Lower the ranks, or set algorithm.tree_choices=null for the "
-                            "default tree.")
-    elif name == "eagle3":
-        from specbench.algorithms.eagle3 import DEFAULT_DRAFT_VOCAB
-
-        dv = int(a.get("draft_vocab_size") or DEFAULT_DRAFT_VOCAB.get(
-            vocab_size, min(vocab_size, 32000)))
-        k = int(a.get("tree_top_k", 8))
-        if k > min(dv, vocab_size):
-            raise UserError(f"algorithm.tree_top_k={k} exceeds the draft vocabulary of "
-                            f"{min(dv, vocab_size)} tokens (algorithm.draft_vocab_size, at most "
-                            f"the target's {vocab_size}). Lower algorithm.tree_top_k.")
+    """Fail right after loading the target, before training, on decoding settings its
+    vocabulary cannot serve (the algorithm's ``check_decode_settings``: Medusa tree ranks at or
+    above the vocabulary size, an EAGLE-3 ``algorithm.tree_top_k`` above the draft vocabulary)."""
+    get_algorithm(cfg.algorithm.name).check_decode_settings(cfg.algorithm, int(vocab_size))
 
 
 def load_draft(run_dir: Path, cfg, target):
@@ -256,55 +260,37 @@ def _add_to_index(run_dir: Path, label: str, path: Path, result: dict) -> None:
         write_json(index, data)
 
 
-def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "auto",
-             model: list[str] | None = None, tracker=None, label: str | None = None,
-             standalone: bool = False, trust_remote_code: bool = False) -> dict:
-    """Evaluate ``run_dir`` with its recorded eval settings updated by ``eval_overrides``
-    (keys of the ``eval`` config: num_prompts, max_new_tokens, prompts, dtype, ...).
-
-    Writes ``eval.json`` (the evaluation after training); with ``standalone`` (or a ``label``)
-    ``eval-<label>.json`` instead, listed in ``evals.json``. ``trust_remote_code`` lets the
-    target run its own code; it is never taken from the run directory."""
-    run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    fingerprint = _recorded_fingerprint(run_dir)  # a damaged summary.json fails before the work
-    out = run_dir / "eval.json"
-    if standalone or label is not None:
-        label, out = _check_label(run_dir, label)
-    if model:
-        check_same_target(cfg.model, _model_config(model), run_dir)
+def _eval_config(run_dir: Path, cfg, eval_overrides: dict | None):
+    """The run's recorded eval settings updated by ``eval_overrides`` (None values ignored)."""
     from specbench.config import EvalConfig
 
     try:
-        e = OmegaConf.merge(OmegaConf.structured(EvalConfig), cfg.get("eval") or {},
-                            {k: v for k, v in (eval_overrides or {}).items() if v is not None})
+        return OmegaConf.merge(OmegaConf.structured(EvalConfig), cfg.get("eval") or {},
+                               {k: v for k, v in (eval_overrides or {}).items() if v is not None})
     except Exception as err:  # omegaconf validation errors
         raise UserError(f"The eval settings of {run_dir / 'config.json'} with these flags are "
                         f"invalid ({str(err).splitlines()[0]}).") from None
-    model_cfg = run_target_config(cfg, trust_remote_code)
-    if e.dtype is not None:
-        model_cfg.dtype = enum_value(e.dtype)
-    cfg.model = model_cfg
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    check_eval_settings(e, prompts=False)  # load_questions reads and checks the prompts
-    questions = load_questions(e.prompts, e.num_prompts)
-    seed = int((cfg.get("trainer") or {}).get("seed", 0))
-    target = load_target(cfg.model, seed=seed, device=device)
-    check_decode_against_target(cfg, target.config.vocab_size)
-    draft = load_draft(run_dir, cfg, target)
-    tok = target.tokenizer
-    eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+
+
+def _methods(e, alg: str, draft) -> dict:
+    """Every method decoded, by name -> a fresh proposer: greedy, prompt lookup, Lookahead,
+    then each proposer kind the algorithm declares (``<algorithm>_chain``, ``_tree``, ...)."""
     la = e.lookahead
-    alg = cfg.algorithm.name
     methods = {
         "autoregressive": Autoregressive,
         "prompt_lookup": lambda: PromptLookup(e.prompt_lookup_ngram, e.prompt_lookup_draft),
         "lookahead": lambda: Lookahead(la.level, la.window, la.guess),
-        f"{alg}_chain": draft.proposer,
-        # Medusa: its static tree (algorithm.tree_choices); EAGLE-3: the EAGLE-2 dynamic tree
-        f"{alg}_tree": lambda: draft.proposer(tree=True),
     }
+    for kind in type(draft).proposers:
+        methods[f"{alg}_{kind}"] = lambda kind=kind: draft.make_proposer(kind)
+    return methods
+
+
+def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: int) -> list:
+    """One record per turn: every method on that prompt (interleaved), checked against greedy
+    token for token; a later turn follows the model's own greedy answer."""
+    tok = target.tokenizer
+    eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
     per_prompt = []
     try:
         from tqdm import tqdm
@@ -323,14 +309,13 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
                       "prompt_tokens": len(ids)}
             reference = None
             for name, make in methods.items():  # interleaved: every method on this prompt
-                res = speculative_generate(target, make(), ids, e.max_new_tokens, eos)
+                res = speculative_generate(target, make(), ids, max_new_tokens, eos)
                 if reference is None:
                     reference = res.tokens
                 record[name] = {"tokens": len(res.tokens), "target_forwards": res.target_forwards,
                                 "tau": res.tau, "time_s": res.total_time_s,
                                 "draft_time_s": res.draft_time_s,
                                 "exact": res.tokens == reference}
-            # the next turn follows the model's own (greedy) answer
             messages.append({"role": "assistant",
                              "content": tok.decode(reference, skip_special_tokens=True)})
             per_prompt.append(record)
@@ -338,22 +323,61 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
                 bar.update(1)
     if bar is not None:
         bar.close()
+    return per_prompt
 
-    def aggregate(rows) -> dict:
-        out = {}
-        base = sum(r["autoregressive"]["time_s"] for r in rows)
-        for name in methods:
-            toks = sum(r[name]["tokens"] for r in rows)
-            fwd = sum(r[name]["target_forwards"] for r in rows)
-            secs = sum(r[name]["time_s"] for r in rows)
-            out[name] = {"tau": toks / max(1, fwd), "tokens_per_s": toks / secs,
-                         "speedup": base / secs, "target_forwards": fwd,
-                         "draft_time_share": sum(r[name]["draft_time_s"] for r in rows) / secs,
-                         "exact": all(r[name]["exact"] for r in rows),
-                         "mismatches": sum(not r[name]["exact"] for r in rows)}
-        return out
 
-    categories = sorted({r["category"] for r in per_prompt})
+def _aggregate(rows: list, methods) -> dict:
+    out = {}
+    base = sum(r["autoregressive"]["time_s"] for r in rows)
+    for name in methods:
+        toks = sum(r[name]["tokens"] for r in rows)
+        fwd = sum(r[name]["target_forwards"] for r in rows)
+        secs = sum(r[name]["time_s"] for r in rows)
+        out[name] = {"tau": toks / max(1, fwd), "tokens_per_s": toks / secs,
+                     "speedup": base / secs, "target_forwards": fwd,
+                     "draft_time_share": sum(r[name]["draft_time_s"] for r in rows) / secs,
+                     "exact": all(r[name]["exact"] for r in rows),
+                     "mismatches": sum(not r[name]["exact"] for r in rows)}
+    return out
+
+
+def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "auto",
+             model: list[str] | None = None, tracker=None, label: str | None = None,
+             standalone: bool = False, trust_remote_code: bool = False) -> dict:
+    """Evaluate ``run_dir`` with its recorded eval settings updated by ``eval_overrides``
+    (keys of the ``eval`` config: num_prompts, max_new_tokens, prompts, dtype, ...).
+
+    Writes ``eval.json`` (the evaluation after training); with ``standalone`` (or a ``label``)
+    ``eval-<label>.json`` instead, listed in ``evals.json``. ``trust_remote_code`` lets the
+    target run its own code; it is never taken from the run directory."""
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    fingerprint = _recorded_fingerprint(run_dir)  # a damaged summary.json fails before the work
+    out = run_dir / "eval.json"
+    if standalone or label is not None:
+        label, out = _check_label(run_dir, label)
+    if model:
+        check_same_target(cfg.model, _model_config(model), run_dir)
+    e = _eval_config(run_dir, cfg, eval_overrides)
+    model_cfg = run_target_config(cfg, trust_remote_code)
+    if e.dtype is not None:
+        model_cfg.dtype = enum_value(e.dtype)
+    cfg.model = model_cfg
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_eval_settings(e, prompts=False)  # load_questions reads and checks the prompts
+    questions = load_questions(e.prompts, e.num_prompts)
+    note = too_few_prompts(e.prompts, int(e.num_prompts), len(questions))
+    if note:
+        print(f"[specbench] {note}")
+    target = load_target(cfg.model, seed=int((cfg.get("trainer") or {}).get("seed", 0)),
+                         device=device)
+    check_decode_against_target(cfg, target.config.vocab_size)
+    draft = load_draft(run_dir, cfg, target)
+    alg = cfg.algorithm.name
+    methods = _methods(e, alg, draft)
+    per_prompt = _decode_all(target, questions, methods, e.max_new_tokens)
+    la = e.lookahead
     result = {"run": run_dir.resolve().name, "algorithm": alg, "label": label,
               "file": out.name,
               "fingerprint": fingerprint,
@@ -366,10 +390,13 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
                                              "num_draft": e.prompt_lookup_draft},
                            "lookahead": {"level": la.level, "window": la.window,
                                          "guess": la.guess}},
-              "overall": aggregate(per_prompt),
-              "per_category": {c: aggregate([r for r in per_prompt if r["category"] == c])
-                               for c in categories},
+              "overall": _aggregate(per_prompt, methods),
+              "per_category": {c: _aggregate([r for r in per_prompt if r["category"] == c],
+                                             methods)
+                               for c in sorted({r["category"] for r in per_prompt})},
               "per_prompt": per_prompt}
+    if note:  # fewer questions than eval.num_prompts asked for (only then: keys compare)
+        result["settings"]["num_prompts_requested"] = int(e.num_prompts)
     write_json(out, result)
     if label is not None:
         _add_to_index(run_dir, label, out, result)

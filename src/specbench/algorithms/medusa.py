@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from specbench.algorithms.base import DraftAlgorithm, cast
 from specbench.config import AlgorithmConfig, at_least, enum_value, positive
+from specbench.errors import UserError
 from specbench.losses import linear_cross_entropy
 from specbench.target import Features, FeatureSpec
 
@@ -77,15 +79,16 @@ class ResidualStack(nn.Module):
 
 
 
-class Medusa(nn.Module):
+class Medusa(DraftAlgorithm):
     name = "medusa"
     config_class = MedusaConfig
+    proposers = ("chain", "tree")
+    export_formats = ("vllm",)
+    export_notes = {"sglang": "SGLang has no Medusa support"}
 
     def __init__(self, cfg, hidden_size: int, vocab_size: int, target_lm_head: torch.Tensor):
         super().__init__()
         if cfg.num_heads < 1 or cfg.num_layers < 0:
-            from specbench.errors import UserError
-
             raise UserError(f"algorithm.num_heads must be >= 1 and algorithm.num_layers >= 0 "
                             f"(got {cfg.num_heads}, {cfg.num_layers}).")
         self.num_heads = cfg.num_heads
@@ -124,12 +127,6 @@ class Medusa(nn.Module):
         m.load_trainable_state_dict(state)
         return m
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items()}
-
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.load_state_dict(state, strict=True)
-
     def position_flops(self) -> float:
         """Forward+backward FLOPs of one head at one trained position."""
         h, v = self.hidden_size, self.vocab_size
@@ -137,13 +134,47 @@ class Medusa(nn.Module):
         proj = 2 * h * v * (2 if self.shared else 3)  # no weight grad when shared
         return blocks + proj
 
-    def proposer(self, num_draft: int | None = None, tree: bool = False,
-                 choices: list[tuple[int, ...]] | None = None):
-        """Drafting for the lossless decoder: the top-1 token of each head (a chain), or a
-        static tree of top-k candidates per head (``choices``: paths of per-head ranks)."""
-        if tree:
+    def make_proposer(self, kind: str = "chain", num_draft: int | None = None,
+                      choices: list[tuple[int, ...]] | None = None):
+        """Drafting for the lossless decoder: the top-1 token of each head (``chain``), or a
+        static ``tree`` of top-k candidates per head (``choices``: paths of per-head ranks;
+        default ``algorithm.tree_choices``)."""
+        if kind == "tree":
             return MedusaTree(self, choices or self.tree_choices)
         return MedusaChain(self, num_draft or self.num_heads)
+
+    @classmethod
+    def check_decode_settings(cls, cfg, vocab_size: int) -> None:
+        """Tree ranks (``algorithm.tree_choices``) at or above the vocabulary size."""
+        top = max(max(p) for p in _tree_choices(cfg, int(cfg.num_heads)))
+        if top >= vocab_size:
+            raise UserError(f"algorithm.tree_choices uses rank {top}, but the target's "
+                            f"vocabulary has {vocab_size} tokens (ranks 0..{vocab_size - 1}). "
+                            "Lower the ranks, or set algorithm.tree_choices=null for the "
+                            "default tree.")
+
+    @classmethod
+    def export_files(cls, fmt, run_dir, cfg, state, dtype, load_target):
+        """vLLM's ``MedusaModel``: ``blocks.{i}.layers.{j}.weight/bias`` + ``lm_heads.{i}``.
+        With ``lm_head=shared`` the config sets ``original_lm_head`` and the target's lm_head
+        is written once as ``lm_heads.0.weight`` (vLLM reads it as the shared head)."""
+        a = cfg.algorithm
+        tensors = dict(state)
+        shared = str(a.lm_head) == "shared"
+        if shared:
+            tensors["lm_heads.0.weight"] = load_target().lm_head.weight.detach().clone()
+        if "lm_heads.0.weight" not in tensors:
+            raise UserError(f"{run_dir}'s draft weights lack lm_heads.0.weight: they do not "
+                            "match its config.json (algorithm.lm_head). Train the run again.")
+        vocab, hidden = tensors["lm_heads.0.weight"].shape
+        config = {
+            "model_type": "medusa", "architectures": ["MedusaModel"],
+            "hidden_size": hidden, "vocab_size": vocab, "truncated_vocab_size": vocab,
+            "num_heads": a.num_heads, "num_hidden_layers": a.num_layers,
+            "medusa_fc_bias": True, "original_lm_head": shared,
+            "torch_dtype": str(dtype).removeprefix("torch."),
+        }
+        return config, cast(tensors, dtype)
 
     # ------------------------------------------------------------------------ the model
     def head_logits(self, k: int, hidden: torch.Tensor) -> torch.Tensor:
@@ -229,8 +260,6 @@ class MedusaChain:
 
 
 def _tree_choices(cfg, num_heads: int) -> list[tuple[int, ...]]:
-    from specbench.errors import UserError
-
     choices = cfg.get("tree_choices")
     if choices is None:
         size = int(cfg.get("tree_size", 32))

@@ -1,0 +1,135 @@
+"""EAGLE-3's settings (``algorithm.*``) and the draft layer's transformers config derived from
+the target's (also the ``config.json`` of an SGLang/vLLM export)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from specbench.config import AlgorithmConfig, at_least, positive
+from specbench.errors import UserError
+from specbench.target import rope_theta_of
+
+# Default draft vocabulary by target vocabulary size: SpecForge's published drafts, and
+# 8192 for SmolLM2's 49152 tokens (it covers every assistant token of the embedded set, 4,684
+# distinct ids, with headroom for unseen prompts; see docs/eagle3.md). Others: min(vocab, 32000).
+DEFAULT_DRAFT_VOCAB = {128256: 32000, 152064: 16000, 49152: 8192}
+
+
+class Attention(str, Enum):
+    auto = "auto"  # flex on CUDA, diagonal elsewhere
+    diagonal = "diagonal"  # causal scores over step 0 + one score per earlier step
+    flex = "flex"  # torch flex_attention with a block mask over the concatenated keys
+
+
+@dataclass
+class Eagle3Config(AlgorithmConfig):
+    name: str = "eagle3"
+    aux_layers: list[int] | None = None  # decoder-layer outputs; None: [1, n//2-1, n-4]
+    ttt_length: int = 7
+    step_decay: float = 0.8
+    draft_vocab_size: int | None = None  # None: DEFAULT_DRAFT_VOCAB or min(vocab, 32000)
+    attention: Attention = Attention.auto
+    # Draft-layer overrides; None copies the target's value.
+    intermediate_size: int | None = None
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+    # Decoding: the EAGLE-2 dynamic tree (expand tree_top_k per depth, tree_depth deep, keep
+    # the best tree_total_tokens by cumulative log-probability)
+    tree_top_k: int = 8
+    tree_depth: int = 5
+    tree_total_tokens: int = 32
+
+    def __post_init__(self):
+        a = "algorithm"
+        for key in ("ttt_length", "draft_vocab_size", "intermediate_size", "num_attention_heads",
+                    "num_key_value_heads", "tree_top_k", "tree_depth", "tree_total_tokens"):
+            at_least(a, key, getattr(self, key), 1,
+                     "" if key in ("ttt_length",) or key.startswith("tree_")
+                     else "leave it unset (null) for the default")
+        positive(a, "step_decay", self.step_decay, "step k of training-time test is weighted "
+                 "step_decay^k")
+        if self.aux_layers is not None and (len(self.aux_layers) != 3
+                                            or min(self.aux_layers) < 0):
+            raise ValueError(f"algorithm.aux_layers={list(self.aux_layers)} must name 3 decoder "
+                             "layers of the target (0-based); leave it unset (null) for "
+                             "[1, n//2-1, n-4].")
+
+    def check_target(self, model) -> None:
+        arch = model.arch
+        if self.aux_layers is not None and max(self.aux_layers) >= arch.num_hidden_layers:
+            raise ValueError(f"algorithm.aux_layers={list(self.aux_layers)} must name layers of "
+                             f"the target, 0..{arch.num_hidden_layers - 1} "
+                             f"(model.arch.num_hidden_layers={arch.num_hidden_layers}).")
+        if self.draft_vocab_size is not None and self.draft_vocab_size > arch.vocab_size:
+            raise ValueError(f"algorithm.draft_vocab_size={self.draft_vocab_size} must be at "
+                             f"most the target's vocabulary, model.arch.vocab_size="
+                             f"{arch.vocab_size}.")
+        heads = self.num_attention_heads or arch.num_attention_heads
+        kv = self.num_key_value_heads or arch.num_key_value_heads
+        if self.num_attention_heads is not None and arch.hidden_size % heads:
+            raise ValueError(f"algorithm.num_attention_heads={heads} must divide "
+                             f"model.arch.hidden_size={arch.hidden_size}; leave it unset (null) "
+                             f"to copy the target's {arch.num_attention_heads}.")
+        if heads % kv:
+            raise ValueError(f"algorithm.num_key_value_heads={kv} must divide the draft's "
+                             f"attention heads, {heads} (algorithm.num_attention_heads, or the "
+                             "target's when unset); leave both unset (null) to copy the "
+                             "target's.")
+
+
+def default_aux_layers(num_layers: int) -> list[int]:
+    return [1, num_layers // 2 - 1, num_layers - 4]
+
+
+def aux_layers_of(cfg, target_config) -> list[int]:
+    n = target_config.num_hidden_layers
+    layers = list(cfg.aux_layers) if cfg.aux_layers is not None else default_aux_layers(n)
+    if len(layers) != 3 or not all(0 <= i < n for i in layers):
+        raise UserError(f"algorithm.aux_layers={layers} must name 3 decoder layers of the "
+                        f"target (0..{n - 1}); the default is {default_aux_layers(n)}.")
+    return layers
+
+
+def draft_config(cfg, target_config, draft_vocab_size: int | None = None):
+    """The draft's transformers config, derived from the target's; fields in ``cfg`` override.
+
+    It is also the ``config.json`` of an SGLang/vLLM export."""
+    from transformers import LlamaConfig
+
+    h = target_config.hidden_size
+    heads = cfg.num_attention_heads or target_config.num_attention_heads
+    n_vocab = target_config.vocab_size
+    dv = draft_vocab_size or cfg.draft_vocab_size or DEFAULT_DRAFT_VOCAB.get(
+        n_vocab, min(n_vocab, 32000))
+    if not 0 < dv <= n_vocab:
+        raise UserError(f"algorithm.draft_vocab_size={dv} must be in 1..{n_vocab} (the target "
+                        "vocabulary size).")
+    head_dim = getattr(target_config, "head_dim", None) or h // target_config.num_attention_heads
+    rope = {}
+    params = getattr(target_config, "rope_parameters", None)
+    if isinstance(params, dict):
+        rope["rope_parameters"] = dict(params)
+    scaling = getattr(target_config, "rope_scaling", None)
+    c = LlamaConfig(
+        hidden_size=h, intermediate_size=cfg.intermediate_size or target_config.intermediate_size,
+        num_attention_heads=heads,
+        num_key_value_heads=cfg.num_key_value_heads or target_config.num_key_value_heads,
+        head_dim=head_dim, num_hidden_layers=1, vocab_size=n_vocab,
+        rms_norm_eps=target_config.rms_norm_eps, hidden_act="silu",
+        max_position_embeddings=target_config.max_position_embeddings,
+        tie_word_embeddings=False, rope_theta=rope_theta_of(target_config), **rope,
+    )
+    if scaling is not None and not isinstance(params, dict):
+        c.rope_scaling = scaling
+    c.architectures = ["LlamaForCausalLMEagle3"]
+    c.draft_vocab_size = dv
+    c.target_hidden_size = h
+    layers = aux_layers_of(cfg, target_config)
+    # The two engines read the ids one layer apart: SGLang (nested eagle_config) takes the
+    # *output* of layer i, as specbench and SpecForge do; vLLM (top level) captures the *input*
+    # of layer i, which is the output of layer i-1.
+    c.eagle_config = {"eagle_aux_hidden_state_layer_ids": list(layers),
+                      "use_aux_hidden_state": True}
+    c.eagle_aux_hidden_state_layer_ids = [i + 1 for i in layers]
+    return c
