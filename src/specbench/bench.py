@@ -74,46 +74,58 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5) 
     return 0
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _parse(argv: list[str]) -> tuple[str, list[str], dict]:
+    """(mode, Hydra overrides, options) of the command line; mode is help/verify/train.
+    Raises UserError for an unknown option or a bad --iters."""
     if "-h" in argv or "--help" in argv:
-        print(__doc__.strip())
-        print("\nOptions: --verify, --dtype=float32|bfloat16 (with --verify), --iters=N "
-              "(timed batches, default 4); any other argument is a Hydra override.")
-        return 0
+        return "help", [], {}
     unknown = [a for a in argv if a.startswith("-") and a != "--verify"
                and not a.startswith(("--dtype=", "--iters="))]
     if unknown:
-        print(f"error: unknown option {unknown[0]}; bench takes --verify, --dtype=float32|"
-              "bfloat16, --iters=N and Hydra overrides (key=value). See --help.",
-              file=sys.stderr)
-        return 2
-    if "--verify" in argv:
-        argv.remove("--verify")
-        dtype = next((a.split("=", 1)[1] for a in argv if a.startswith("--dtype=")), "float32")
-        return verify_cost([a for a in argv if not a.startswith("--dtype=")], dtype)
-    iters = 4
-    for a in list(argv):
-        if a.startswith("--iters="):
+        raise UserError(f"unknown option {unknown[0]}; bench takes --verify, --dtype=float32|"
+                        "bfloat16, --iters=N and Hydra overrides (key=value). See --help.")
+    opts = {"dtype": "float32", "iters": 4}
+    overrides = []
+    for a in argv:
+        if a.startswith("--dtype="):
+            opts["dtype"] = a.split("=", 1)[1]
+        elif a.startswith("--iters="):
             try:
-                iters = int(a.split("=", 1)[1])
+                opts["iters"] = int(a.split("=", 1)[1])
             except ValueError:
-                iters = 0
-            if iters < 1:
-                print(f"error: {a}: give a whole number of timed batches, at least 1.",
-                      file=sys.stderr)
-                return 2
-            argv.remove(a)
+                opts["iters"] = 0
+            if opts["iters"] < 1:
+                raise UserError(f"{a}: give a whole number of timed batches, at least 1.")
+        elif a != "--verify":
+            overrides.append(a)
+    return ("verify" if "--verify" in argv else "train"), overrides, opts
+
+
+def main(argv=None) -> int:
     try:
-        cfg = compose_checked(["trainer.max_length=256", *argv], "python -m specbench.bench")
-        tcfg = cfg.trainer
-        accelerator = _make_accelerator(tcfg)
-        device = accelerator.device
-        target = load_target(cfg.model, seed=tcfg.seed, device=device)
-        data = build_dataset(cfg.data, target.tokenizer, tcfg.max_length)
+        mode, overrides, opts = _parse(list(sys.argv[1:] if argv is None else argv))
+        if mode == "help":
+            print(__doc__.strip())
+            print("\nOptions: --verify, --dtype=float32|bfloat16 (with --verify), --iters=N "
+                  "(timed batches, default 4); any other argument is a Hydra override.")
+            return 0
+        if mode == "verify":
+            return verify_cost(overrides, opts["dtype"])
+        cfg = compose_checked(["trainer.max_length=256", *overrides], "python -m specbench.bench")
+        accelerator = _make_accelerator(cfg.trainer)
+        target = load_target(cfg.model, seed=cfg.trainer.seed, device=accelerator.device)
+        data = build_dataset(cfg.data, target.tokenizer, cfg.trainer.max_length)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    _report(cfg, accelerator.device, *_time_steps(cfg, accelerator, target, data, opts["iters"]))
+    return 0
+
+
+def _time_steps(cfg, accelerator, target, data, iters: int):
+    """Interleaved timings of the target forward alone and of a full training step, on
+    ``iters`` batches of similar length (after one warm-up each)."""
+    device, tcfg = accelerator.device, cfg.trainer
     algo = get_algorithm(cfg.algorithm.name)
     spec = algo.feature_spec(cfg.algorithm, target.config)
     draft = to_fp32_params(algo.build(cfg.algorithm, target, data), device)
@@ -139,26 +151,30 @@ def main(argv=None) -> int:
         opt.zero_grad(set_to_none=True)
         return counters
 
-    def sync():
+    def timed(fn, b):
         if device.type == "cuda":
             torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn(b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, out
 
     forward_only(batches[0])  # warm-up
-    counters = train_step(batches[0])
+    train_step(batches[0])
     t_fwd, t_train, draft_flops = [], [], []
     for b in batches[1:]:
-        sync()
-        t0 = time.perf_counter()
-        forward_only(b)
-        sync()
-        t_fwd.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        counters = train_step(b)
-        sync()
-        t_train.append(time.perf_counter() - t0)
+        t_fwd.append(timed(forward_only, b)[0])
+        dt, counters = timed(train_step, b)
+        t_train.append(dt)
         draft_flops.append(float(counters["draft_flops"][0]))
-    tokens = [float(b["input_ids"].numel()) for b in batches[1:]]
-    seq = statistics.mean(b["input_ids"].shape[1] for b in batches[1:])
+    return batches[1:], t_fwd, t_train, draft_flops, target
+
+
+def _report(cfg, device, batches, t_fwd, t_train, draft_flops, target) -> None:
+    tcfg = cfg.trainer
+    tokens = [float(b["input_ids"].numel()) for b in batches]
+    seq = statistics.mean(b["input_ids"].shape[1] for b in batches)
     f_target = forward_flops_per_token(target.config, seq / 2)
     f_draft = sum(draft_flops) / sum(tokens)  # the algorithm's analytic count for these batches
     fwd_tps = sum(tokens) / sum(t_fwd)
@@ -167,7 +183,7 @@ def main(argv=None) -> int:
     train_rate = train_tps * (f_target + f_draft)
     print(f"specbench bench: {cfg.algorithm.name} on {cfg.model.name} ({cfg.model.dtype.value}), "
           f"precision {tcfg.precision.value}, device {device}, {torch.get_num_threads()} threads")
-    print(f"  batches: {len(tokens)} x {mb} rows, padded length ~{seq:.0f}")
+    print(f"  batches: {len(tokens)} x {tcfg.micro_batch_size} rows, padded length ~{seq:.0f}")
     print(f"  {'':28s}{'tokens/s':>10s}{'GFLOP/token':>13s}{'GFLOP/s':>10s}")
     print(f"  {'target forward only':28s}{fwd_tps:10.0f}{f_target / 1e9:13.3f}"
           f"{fwd_rate / 1e9:10.1f}")
@@ -175,7 +191,6 @@ def main(argv=None) -> int:
           f"{train_rate / 1e9:10.1f}")
     print(f"  training step / forward: time x{sum(t_train) / sum(t_fwd):.2f}, "
           f"FLOP-rate ratio {train_rate / fwd_rate:.2f} (goal >= 0.8)")
-    return 0
 
 
 if __name__ == "__main__":
