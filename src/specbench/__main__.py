@@ -78,7 +78,7 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
     if already_completed(run_dir, resolved) and not cfg.force:
         print(f"[specbench] {run_dir} already holds this run, completed: skipped "
               "(force=true runs it again).")
-        from specbench.checkpoint import read_json
+        from specbench.io import read_json
 
         return objective_value(cfg, read_json(run_dir / "summary.json"))
     if cfg.force and (aside := move_aside(run_dir)) is not None:

@@ -29,12 +29,12 @@ from specbench.checkpoint import (
     publish_weights,
     save_checkpoint,
     set_rng_state,
-    write_json,
 )
 from specbench.config import enum_value, validate
 from specbench.data import build_dataset, collate, epoch_order
 from specbench.errors import UserError
 from specbench.feature_cache import human_size as _size
+from specbench.io import write_json
 from specbench.run_summary import build_summary, positions
 from specbench.target import forward_flops_per_token, load_target
 from specbench.tracking import RunTracker
