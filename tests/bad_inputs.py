@@ -308,9 +308,7 @@ ROWS: list[Row] = [
       "algorithm.tree_top_k=8 exceeds the draft vocabulary"),
     R("algorithm=eagle3", E3 + ["algorithm.attention=flex"], "algorithm.attention",
       label="algorithm=eagle3 algorithm.attention=flex (on a CPU)"),
-    R("algorithm=eagle3", E3 + ["algorithm.draft_vocab_size=1"], "algorithm.draft_vocab_size",
-      issue="traceback: RuntimeError: element 0 of tensors does not require grad and does not "
-            "have a grad_fn, at the first training step"),
+    R("algorithm=eagle3", E3 + ["algorithm.draft_vocab_size=1"], "algorithm.draft_vocab_size"),
     R("algorithm=eagle3", E3 + ["algorithm.draft_vocab_size=8"], "algorithm.draft_vocab_size",
       issue="traceback: the same RuntimeError at the first step (a draft vocabulary of 8 on the "
             "tiny target; 16 trains)"),
@@ -325,8 +323,7 @@ ROWS: list[Row] = [
     C("eval", ["eval.lookahead.guess=-1"], "eval.lookahead.guess=-1 must be at least 0"),
     C("eval", ["eval.prompts={tmp}/missing.jsonl"], "eval.prompts",
       label="eval.prompts=<missing file>"),
-    C("eval", ["eval.prompts={tmp}"], "is a directory", label="eval.prompts=<a directory>",
-      issue="misleading: \"eval.prompts='<dir>' does not exist\" for a directory that exists"),
+    C("eval", ["eval.prompts={tmp}"], "is a directory", label="eval.prompts=<a directory>"),
     C("eval", ["eval.prompts={tmp}/e.jsonl"], "eval.prompts", files={"e.jsonl": ""},
       label="eval.prompts=<empty file>"),
     C("eval", ["eval.prompts={tmp}/b.jsonl"], "eval.prompts",
@@ -441,9 +438,7 @@ ROWS: list[Row] = [
     T("export", ["{run}", "--format", "vllm"], "already exists", prepare="exported",
       label="python -m specbench.export {run} --format vllm (exported before, no --force)"),
     T("export", ["{partial}", "--format", "vllm"], "checkpoint",
-      label="python -m specbench.export <interrupted run> --format vllm",
-      issue="silent: exports the step-1 checkpoint of a run stopped at step 1 of 2 and says "
-            "only 'exported ...', not that the draft is unfinished"),
+      label="python -m specbench.export <interrupted run> --format vllm"),
     T("export", ["{run}", "--format", "vllm"], "config.json", prepare="config_garbage",
       label="python -m specbench.export <run with a damaged config.json> --format vllm"),
     T("export", ["--help"], "usage", ok=True),

@@ -282,3 +282,39 @@ def test_trains_end_to_end_on_tiny_target(tmp_path, conv_file):
     from specbench import fairness
 
     assert fairness.fingerprint(medusa, s["dataset"]["sha256"]) == s["fingerprint"]
+
+
+def test_a_draft_vocabulary_with_nothing_to_train_is_refused_or_warned(tmp_path, conv_file):
+    """Issue 10: a tiny draft vocabulary left batches with no pair to train (the target's
+    greedy token never in the draft vocabulary): a traceback ('element 0 of tensors does not
+    require grad') at step 1. Now: nothing to train in the first batch is refused, naming the
+    setting; a later empty batch is a warning and adds zero gradients."""
+    from specbench.trainer import train
+
+    from .conftest import tiny_overrides
+
+    def over(n):
+        return tiny_overrides(conv_file, **{"algorithm": "eagle3", "trainer.max_steps": 2,
+                                            "algorithm.draft_vocab_size": n,
+                                            "eval.enabled": "false"})
+
+    with pytest.raises(UserError, match=r"algorithm.draft_vocab_size=1 is too small to train"):
+        train(compose(over(1)), tmp_path / "one")
+    with pytest.warns(UserWarning, match=r"algorithm.draft_vocab_size=8: a training batch had "
+                                         "no pair"):
+        s = train(compose(over(8)), tmp_path / "eight")
+    assert s["status"] == "completed"
+
+
+def test_a_later_batch_without_pairs_gives_a_zero_loss_that_backpropagates():
+    target, m, feats, batch = _setup("tiny-llama", ttt=2)
+    m._trained_pairs = True  # an earlier batch trained: one unlucky batch must not stop a run
+    m.t2d.zero_()  # no target argmax in the draft vocabulary
+    with pytest.warns(UserWarning, match="no pair to train on"):
+        loss, counters = m.loss(feats, batch)
+    assert float(loss) == 0.0 and loss.requires_grad and "top1/0" not in counters
+    loss.backward()
+    assert all(float(p.grad.abs().sum()) == 0.0 for p in m.parameters() if p.requires_grad)
+    m._trained_pairs = False  # the first batch: refused
+    with pytest.raises(UserError, match="algorithm.draft_vocab_size"):
+        m.loss(feats, batch)

@@ -212,3 +212,26 @@ def test_bench_help(capsys):
     out = capsys.readouterr().out
     assert "python -m specbench.bench" in out and "--verify" in out
     assert bench_main(["--iters=x"]) == 2
+
+
+def test_a_directory_as_prompts_is_named_a_directory(tmp_path):
+    """Issue 10: eval.prompts=<a directory> said 'does not exist'."""
+    with pytest.raises(UserError, match="is a directory, not a file"):
+        check_eval_settings(compose([f"eval.prompts={tmp_path}"]).eval)
+
+
+def test_more_prompts_than_there_are_is_said_and_recorded(run, capsys):
+    """Issue 10: eval.num_prompts=1000 with the 60 embedded prompts decoded 60 silently. Now a
+    warning before training, a line at the evaluation, and eval.json records the request."""
+    with pytest.warns(UserWarning, match=r"eval.num_prompts=1000, but .* holds only 60"):
+        check_eval_settings(compose(["eval.num_prompts=1000"]).eval)
+    questions = run.parent / "q.jsonl"
+    questions.write_text("".join(json.dumps({"prompt": f"hi {i}"}) + "\n" for i in range(2)))
+    result = evaluate(run, {"prompts": str(questions), "num_prompts": 5, "max_new_tokens": 2})
+    assert "holds only 2 questions: the evaluation decodes those 2" in capsys.readouterr().out
+    s = json.loads((run / "eval.json").read_text())["settings"]
+    assert s["num_prompts"] == 2 and s["num_prompts_requested"] == 5
+    assert result["settings"] == s
+    result = evaluate(run, {"prompts": str(questions), "num_prompts": 2, "max_new_tokens": 2})
+    assert "num_prompts_requested" not in result["settings"]  # only when short
+

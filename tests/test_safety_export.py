@@ -173,3 +173,24 @@ def test_supported_export_settings_pass(conv_file):
     check_export_settings(compose(tiny_overrides(conv_file, algorithm="eagle3")
                                   + ["export=[sglang,vllm]"]))
     check_export_settings(compose(tiny_overrides(conv_file)))
+
+
+def test_an_unfinished_run_is_exported_only_with_allow_unfinished(tmp_path, conv_file, capsys):
+    """Issue 10: a run stopped at step 1 of 2 was exported from its checkpoint, saying only
+    'exported ...'. Now refused, naming the step and --allow-unfinished, which exports it with a
+    warning."""
+    from specbench.trainer import train
+
+    over = tiny_overrides(conv_file, **{"trainer.max_steps": 2, "eval.enabled": "false"})
+    run = tmp_path / "run"
+    train(compose(over), run, stop_after_steps=1)
+    with pytest.raises(UserError, match=r"did not finish.*step-0000001 \(step 1 of 2\).*"
+                                        r"--allow-unfinished"):
+        export_run(run, "vllm")
+    assert not (run / "export-vllm").exists()
+    assert main([str(run), "--format", "vllm"]) == 2
+    assert "--allow-unfinished" in capsys.readouterr().err
+    assert main([str(run), "--format", "vllm", "--allow-unfinished"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "unfinished" in err and "step 1 of 2" in err
+    assert (run / "export-vllm" / "model.safetensors").is_file()

@@ -4,6 +4,8 @@ final norm and a draft-vocabulary lm_head; its training-time-test loss and its i
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,6 +60,7 @@ class Eagle3(DraftAlgorithm):
         self.attention = enum_value(cfg.attention)
         self.coverage = coverage
         self._trained_pairs = False  # a training batch has had a pair to train on
+        self._warned_no_pairs = False
         h = c.hidden_size
         self.fc = nn.Linear(3 * h, h, bias=False)
         self.midlayer = DraftLayer(c)
@@ -248,13 +251,22 @@ class Eagle3(DraftAlgorithm):
     def _no_pairs(self, needed: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
         """A training batch without one trained pair: the target's greedy token lies outside
         the draft vocabulary at every assistant position. Refused on the first batch (the
-        draft vocabulary is too small to train); later, a zero loss that still backpropagates
-        (zero gradients), so one unlucky batch does not stop a run."""
+        draft vocabulary is too small to train); later, a warning (once) and a zero loss that
+        still backpropagates (zero gradients): a batch of a few short answers can be unlucky,
+        and that must not stop a run."""
+        dv = self.d2t.numel()
         if not self._trained_pairs and needed.any():
             raise UserError(
-                f"algorithm.draft_vocab_size={self.d2t.numel()} is too small to train on: at "
-                f"every one of the {int(needed.sum())} assistant positions of the first batch "
-                "the target's greedy token lies outside the draft vocabulary, so EAGLE-3 has "
-                "no pair to train on. Raise algorithm.draft_vocab_size, or leave it unset "
-                "(null) for the default.")
+                f"algorithm.draft_vocab_size={dv} is too small to train on: at every one of "
+                f"the {int(needed.sum())} assistant positions of the first batch the target's "
+                "greedy token lies outside the draft vocabulary, so EAGLE-3 has no pair to "
+                "train on. Raise algorithm.draft_vocab_size, or leave it unset (null) for the "
+                "default.")
+        if needed.any() and not self._warned_no_pairs:
+            self._warned_no_pairs = True
+            warnings.warn(f"algorithm.draft_vocab_size={dv}: a training batch had no pair to "
+                          "train on (the target's greedy token lies outside the draft "
+                          "vocabulary at all its assistant positions); it adds nothing to the "
+                          "gradients. If this recurs, raise algorithm.draft_vocab_size.",
+                          stacklevel=3)
         return zero + sum(p.sum() for p in self.parameters()) * 0.0
