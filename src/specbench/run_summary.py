@@ -54,11 +54,10 @@ def train_figures(run) -> dict:
 def build_summary(run) -> dict:
     cfg, ev = run.cfg, run.eval_metrics
     ckpt = latest_checkpoint(run.run_dir)
-    describe = getattr(run.model, "describe", None)
     return {
         "status": run.status, "error": run.error, "algorithm": cfg.algorithm.name,
         "fingerprint": run.fp, "algorithm_config": fairness.algorithm_variables(cfg),
-        "algorithm_details": describe() if describe else {},
+        "algorithm_details": run.model.describe(),
         "controlled": fairness.controlled_variables(cfg), "dataset": run.dataset.stats(),
         "checklist": checklist(run),
         "train": train_figures(run),

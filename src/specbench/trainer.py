@@ -285,7 +285,7 @@ class TrainingRun:
         self.draft, self.optimizer = self.accelerator.prepare(_LossForward(self.model),
                                                               optimizer)
         if self.main:
-            serving = getattr(self.model, "serving_config", lambda: None)()
+            serving = self.model.serving_config()
             if serving is not None:
                 write_json(self.run_dir / "draft_config.json", serving)
 
