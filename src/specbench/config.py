@@ -354,7 +354,7 @@ class AlgorithmConfig:
 
 # The numbers of summary.json a sweep may optimise (``objective``), by section; ``top1`` and
 # ``top5`` are per-position lists, named with an index (``eval_split.top1.0``). Mirrors the
-# summary written by ``trainer.train`` (tests/test_validation.py checks it against a real run).
+# summary assembled by ``run_summary.py`` (tests/test_validation.py checks it on a real run).
 OBJECTIVES = {
     "eval_split": ("loss", "tau_sim", "top1.N", "top5.N"),
     "train": ("final_loss", "tau_sim", "top1.N", "top5.N", "tokens_per_s", "train_time_s",
