@@ -6,7 +6,8 @@ run left, and the outcome is checked against the rule: nothing already written i
 is trained from garbage, "completed" is only said of a complete run, and an error names one
 command that finishes or recovers the run. "Same as uninterrupted" means: summary status
 completed, the same draft.safetensors bytes, metrics.jsonl rows equal except
-train/tokens_per_s, and no temporary files left.
+train/tokens_per_s, and no temporary files left. Each subprocess test takes about 10-25 s on 2
+idle cores (the two marked slow more); ``-m 'not slow'`` leaves them out.
 
 The full disk is a real one: a 2 MB / 8 MB tmpfs mounted by the test (root), filled by a
 wrapper just before the write; where mount is not permitted the checkpoint case raises ENOSPC
@@ -156,6 +157,7 @@ def test_kill_during_the_feature_cache_build_leaves_one_good_cache(base, cached_
     assert len(built) == 1 and (built[0] / "manifest.json").is_file()
 
 
+@pytest.mark.slow  # > 20 s: two CLI runs and a decoding evaluation
 def test_kill_during_the_evaluation_is_finished_by_resume(base, reference, tmp_path):
     run = tmp_path / "run"
     killed(base, run, "eval", 3, *EVAL)  # the third decoding of the one prompt
@@ -444,6 +446,7 @@ def test_a_second_process_on_a_busy_run_dir_is_refused_and_harms_nothing(base, r
     cu.assert_same_end_state(run, reference)
 
 
+@pytest.mark.slow  # > 20 s: two CLI runs at once (and the shared cached reference)
 def test_two_processes_on_one_cache_key_make_one_good_cache(base, cached_reference, tmp_path):
     cache = tmp_path / "cache"
     procs = [cu.start([*base, "cache.enabled=true", f"cache.dir={cache}",
