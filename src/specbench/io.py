@@ -208,7 +208,9 @@ def file_lock(path: Path, waiting: str | None = None):
         lock.acquire(timeout=0)
     except Timeout:
         if waiting:
-            print(waiting, flush=True)
+            from specbench.log import get_logger
+
+            get_logger(__name__).info(waiting.removeprefix("[specbench] "))
         lock.acquire()
     try:
         yield

@@ -18,6 +18,11 @@ from filelock import FileLock, Timeout
 from specbench.errors import UserError
 
 LOCK_NAME = ".specbench.lock"
+
+
+class RunDirBusy(UserError):
+    """Another process holds the run directory: touch nothing in it."""
+
 _HELD: dict[str, FileLock] = {}
 
 
@@ -36,7 +41,7 @@ def hold(run_dir: Path):
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            raise UserError(
+            raise RunDirBusy(
                 f"Another specbench process (pid {_holder(run_dir)}) is using the run directory "
                 f"{run_dir}. Wait for it to finish, or give this run its own directory "
                 "(hydra.run.dir=..., or leave the default, which is unique per launch)."
@@ -118,3 +123,19 @@ def resume_command(run_dir: Path) -> str:
     words = ["python", "-m", "specbench", *keep, f"hydra.run.dir={run_dir}",
              "trainer.resume=true"]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def record_hydra(run_dir: Path, cfg, hydra_cfg) -> None:
+    """Write Hydra's record of this job (``.hydra/config.yaml``, ``hydra.yaml``,
+    ``overrides.yaml``) into ``run_dir``. The app does it itself, once it holds the lock
+    (``hydra.output_subdir: null``), so a refused second process never overwrites the record of
+    the run that owns the directory."""
+    from omegaconf import OmegaConf
+
+    from specbench.io import atomic_write_text
+
+    where = Path(run_dir) / ".hydra"
+    where.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(where / "config.yaml", OmegaConf.to_yaml(cfg))
+    atomic_write_text(where / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
+    atomic_write_text(where / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task))

@@ -41,6 +41,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from specbench.errors import UserError
 from specbench.io import read_json, write_json
+from specbench.log import get_logger
+
+log = get_logger(__name__)
 
 SWEEP_FILE = "sweep.json"
 # Settings that never change a run's files: a completed run recorded with other values of these
@@ -88,8 +91,7 @@ class SweepRecorder(Callback):
         self._t0 = time.time()
         root = Path(hc.sweep.dir)
         total = _read(root).get("jobs_total") or "?"
-        print(f"[specbench] job {hc.job.num + 1}/{total}: {' '.join(hc.overrides.task)}",
-              flush=True)
+        log.info(f"job {hc.job.num + 1}/{total}: {' '.join(hc.overrides.task)}")
         _update_job(root, _job_entry(hc, status="running"))
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs: Any) -> None:

@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,9 +36,12 @@ from specbench.data import build_dataset, collate, epoch_order
 from specbench.errors import UserError
 from specbench.feature_cache import human_size as _size
 from specbench.io import write_json
+from specbench.log import get_logger
 from specbench.run_summary import build_summary, positions
 from specbench.target import forward_flops_per_token, load_target
 from specbench.tracking import RunTracker
+
+log = get_logger(__name__)
 
 
 class CounterBank:
@@ -178,7 +182,7 @@ class TrainingRun:
         validate(self.cfg)  # ranges and unknown keys (python -m specbench checked them already)
         self.previous = self.check_run_dir()
         self.setup()
-        if self.tcfg.resume:
+        if self.tcfg.resume and self.previous is not None:
             self.resume(self.previous)
         self.start_tracking()
         try:
@@ -202,10 +206,11 @@ class TrainingRun:
                             f" run: {rundir.resume_command(self.run_dir)}  -- or choose a new run"
                             " directory (hydra.run.dir=...); existing checkpoints are never "
                             "overwritten.")
-        if self.tcfg.resume and previous is None:
-            raise UserError(f"trainer.resume=true but {self.run_dir} has no checkpoint to resume "
-                            "from. Pass the old run directory with hydra.run.dir=<run_dir>, or "
-                            "drop trainer.resume.")
+        if self.tcfg.resume and previous is None:  # killed before its first checkpoint
+            warnings.warn(f"trainer.resume=true but {self.run_dir} holds no checkpoint (an "
+                          "earlier attempt, if any, stopped before its first one): training "
+                          "starts at step 0. Check hydra.run.dir if you meant to resume another "
+                          "run.", stacklevel=2)
         return previous
 
     # -- setup ----------------------------------------------------------------------------
@@ -243,8 +248,8 @@ class TrainingRun:
         self.fp = fairness.fingerprint(self.cfg, self.dataset.conversations.sha256,
                                        world_size=world)
         if self.main:
-            print(fairness.parameter_tables(self.cfg, self.fp))
-            print(f"[specbench] fingerprint {self.fp}  run dir {self.run_dir}")
+            log.info(fairness.parameter_tables(self.cfg, self.fp))
+            log.info(f"fingerprint {self.fp}  run dir {self.run_dir}")
         self.n_train = len(self.dataset.train)
         self.steps_per_epoch = math.ceil(self.n_train / self.global_bs)
         self.total_steps = fairness.expected_steps(self.n_train, self.global_bs, tcfg.epochs,
@@ -302,8 +307,8 @@ class TrainingRun:
         if "log_window" in saved:  # the metrics window open at the checkpoint
             self.window.restore(saved.pop("log_window"))
         self.progress.update(saved)
-        print(f"[specbench] resumed from {previous} at step {self.step}"
-              + (": training is complete, finishing the run" if self.finishing else ""))
+        log.info(f"resumed from {previous} at step {self.step}"
+                 + (": training is complete, finishing the run" if self.finishing else ""))
 
     def check_same_settings(self, saved: dict) -> None:
         if saved.get("fingerprint") != self.fp:
@@ -341,8 +346,8 @@ class TrainingRun:
         self.draft.train()
         if (not self.finishing and self.main
                 and os.environ.get("SPECBENCH_COMPILE", "1") != "0"):
-            print("[specbench] the first steps compile the fused loss kernels (torch.compile): "
-                  "they take longer than the rest (SPECBENCH_COMPILE=0 skips compiling)")
+            log.info("the first steps compile the fused loss kernels (torch.compile): "
+                     "they take longer than the rest (SPECBENCH_COMPILE=0 skips compiling)")
         for epoch in range(self.progress["epoch"], 0 if self.finishing else tcfg.epochs):
             groups = self.epoch_groups(epoch)
             for s in range(self.progress["step_in_epoch"], self.steps_per_epoch):
@@ -516,13 +521,30 @@ class TrainingRun:
     def write_results(self) -> dict:
         """summary.json and config.json, then ``after`` (evaluation, export) for a completed
         run, then the tracker's end. Returns the summary."""
+        pending = self.status == "completed" and self.after is not None
+        if pending:  # "completed" only once evaluation and export have run too
+            self.status = "finishing"
         summary = build_summary(self)
         if self.main:
             write_json(self.run_dir / "config.json", self.resolved)
             self.tracker.write_summary(summary)
         try:
-            if self.status == "completed" and self.after is not None and self.main:
-                self.after(self.tracker)
+            if pending and self.main:
+                try:
+                    self.after(self.tracker)
+                except BaseException as err:
+                    self.status = "failed"
+                    self.error = (f"after training (evaluation/export): {type(err).__name__}: "
+                                  f"{err} -- the trained draft is kept; finish the run with: "
+                                  f"{rundir.resume_command(self.run_dir)}")
+                    raise
+                finally:
+                    if self.status == "finishing":
+                        self.status = "completed"
+                    summary.update(status=self.status, error=self.error)
+                    self.tracker.write_summary(summary)
+            elif pending:
+                self.status = summary["status"] = "completed"
         finally:
             self.tracker.finish(exit_code=0 if self.status in ("completed", "interrupted")
                                 else 1)

@@ -10,6 +10,9 @@ from specbench.data.conversations import ConversationSet, load_conversations
 from specbench.data.tokenization import TokenizedRow, tokenize_conversation
 from specbench.errors import UserError
 from specbench.io import stable_hash
+from specbench.log import get_logger
+
+log = get_logger(__name__)
 
 __all__ = ["ChatDataset", "build_dataset", "collate", "epoch_order"]
 
@@ -91,7 +94,7 @@ def build_dataset(data_cfg, tokenizer, max_length: int, *, verbose: bool = True,
                           skipped=skipped)
     if verbose:
         for line in report_lines(dataset, data_cfg):
-            print(line)
+            log.info(line.removeprefix("[specbench] "))
     return dataset
 
 

@@ -82,7 +82,7 @@ def normalise(row) -> list[dict]:
         text = turn[text_key]
         if not isinstance(text, str):
             raise ValueError(f"turn {j} ({role}) has content of type {type(text).__name__} "
-                             f"({str(text)[:40]!r}), not text")
+                             f"({str(text)[:40]!r}), not a string of text")
         if not text.strip():
             raise ValueError(f"turn {j} ({role}) has empty content")
         if "\ufffd" in text:

@@ -23,7 +23,10 @@ from specbench.config import compose
 from specbench.data.conversations import embedded_path
 from specbench.errors import UserError
 from specbench.io import BadLine, atomic_open, file_sha256, iter_jsonl, write_json
+from specbench.log import get_logger
 from specbench.target import load_target
+
+log = get_logger(__name__)
 
 
 def read_prompts(path: Path) -> list[dict]:
@@ -76,8 +79,8 @@ def main(argv=None) -> int:
         cfg = compose([f"model={args.model}", f"model.dtype={args.dtype}", *args.model_override])
         prompts = read_prompts(args.prompts)
         target = load_target(cfg.model)
-        print(f"[specbench] answering {len(prompts)} prompts with {cfg.model.name} "
-              f"({args.dtype}, greedy, max {args.max_new_tokens} new tokens)")
+        log.info(f"answering {len(prompts)} prompts with {cfg.model.name} "
+                 f"({args.dtype}, greedy, max {args.max_new_tokens} new tokens)")
         torch.manual_seed(0)
         answers = generate_answers(target, [r["prompt"] for r in prompts], args.max_new_tokens,
                                    args.batch_size)
@@ -103,7 +106,7 @@ def main(argv=None) -> int:
         "transformers": transformers.__version__,
     }
     write_json(args.out.with_suffix(".generation.json"), meta)
-    print(f"[specbench] wrote {args.out} and {args.out.with_suffix('.generation.json')}")
+    log.info(f"wrote {args.out} and {args.out.with_suffix('.generation.json')}")
     return 0
 
 
