@@ -218,9 +218,6 @@ def test_cli_help_explains_the_tool():
     assert "trainer.grad_accum=1" in out and "micro batches per optimizer step" in out
 
 
-@pytest.mark.xfail(strict=True, reason="needs the algorithm registry's torch-free table "
-                   "specbench.algorithms.CONFIGS (algorithms/ is another helper's; see the "
-                   "issue 9 report)")
 def test_composing_a_config_imports_no_torch():
     code = ("import sys; from specbench.config import compose, validate; validate(compose()); "
             "assert 'torch' not in sys.modules, 'torch imported'")

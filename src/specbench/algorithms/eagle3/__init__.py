@@ -22,6 +22,8 @@ decoder layer; one attention for training and inference), ``model`` (the draft, 
 ``proposers`` (chain and dynamic tree decoding), ``export`` (the SGLang/vLLM files).
 """
 
+import importlib
+
 from specbench.algorithms.eagle3.config import (
     DEFAULT_DRAFT_VOCAB,
     Attention,
@@ -30,9 +32,19 @@ from specbench.algorithms.eagle3.config import (
     default_aux_layers,
     draft_config,
 )
-from specbench.algorithms.eagle3.layers import DraftAttention, DraftLayer, RMSNorm, apply_rope
-from specbench.algorithms.eagle3.model import Eagle3, shift_left
-from specbench.algorithms.eagle3.proposers import Eagle3Chain, Eagle3Tree
+
+# the model names load on first use, so importing the settings imports no torch
+_LAZY = {"DraftAttention": "layers", "DraftLayer": "layers", "RMSNorm": "layers",
+         "apply_rope": "layers", "Eagle3": "model", "shift_left": "model",
+         "Eagle3Chain": "proposers", "Eagle3Tree": "proposers"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"specbench.algorithms.eagle3.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["DEFAULT_DRAFT_VOCAB", "Attention", "DraftAttention", "DraftLayer", "Eagle3",
            "Eagle3Chain", "Eagle3Config", "Eagle3Tree", "RMSNorm", "apply_rope",

@@ -8,7 +8,6 @@ from enum import Enum
 
 from specbench.config import AlgorithmConfig, at_least, positive
 from specbench.errors import UserError
-from specbench.target import rope_theta_of
 
 # Default draft vocabulary by target vocabulary size: SpecForge's published drafts, and
 # 8192 for SmolLM2's 49152 tokens (it covers every assistant token of the embedded set, 4,684
@@ -105,6 +104,8 @@ def draft_config(cfg, target_config, draft_vocab_size: int | None = None):
     if not 0 < dv <= n_vocab:
         raise UserError(f"algorithm.draft_vocab_size={dv} must be in 1..{n_vocab} (the target "
                         "vocabulary size).")
+    from specbench.target import rope_theta_of  # here: the settings above import no torch
+
     head_dim = getattr(target_config, "head_dim", None) or h // target_config.num_attention_heads
     rope = {}
     params = getattr(target_config, "rope_parameters", None)

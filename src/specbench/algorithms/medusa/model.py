@@ -1,65 +1,19 @@
-"""Medusa (Cai et al. 2024): K extra decoding heads on the target's last hidden state.
+"""Medusa heads: the draft module, its loss and its proposers (chain, static tree).
 
-Alignment, for a sequence x_0 .. x_{L-1} and the target's normed last hidden state h_t:
-- the target's own lm_head on h_t predicts x_{t+1};
-- head k (k = 0..K-1) on h_t predicts x_{t+2+k}.
-With ``labels=self_distill`` the label of head k at t is the target's greedy token at position
-t+1+k (what the target predicts for x_{t+2+k} given the true prefix); with ``labels=dataset`` it
-is x_{t+2+k} itself. A pair (t, k) is trained only when x_{t+2+k} is an assistant token.
-
-A head is ``num_layers`` independent residual blocks x + SiLU(W x + b), with W and b zero at
-init (so a block starts as the identity), then a vocabulary projection: a trainable copy of the
-target lm_head per head (``lm_head=per_head``, Medusa-1) or the frozen target lm_head shared by
-every head (``lm_head=shared``). Parameter names follow vLLM's MedusaModel
-(``blocks.{k}.layers.{j}``, ``lm_heads.{k}``).
-"""
+See the package docstring for the alignment."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from enum import Enum
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from specbench.algorithms.base import DraftAlgorithm, cast
-from specbench.config import AlgorithmConfig, at_least, enum_value, positive
+from specbench.algorithms.medusa.config import MedusaConfig
+from specbench.config import enum_value
 from specbench.errors import UserError
 from specbench.losses import linear_cross_entropy
 from specbench.target import Features, FeatureSpec
-
-
-class MedusaLmHead(str, Enum):
-    per_head = "per_head"
-    shared = "shared"
-
-
-class MedusaLabels(str, Enum):
-    self_distill = "self_distill"
-    dataset = "dataset"
-
-
-@dataclass
-class MedusaConfig(AlgorithmConfig):
-    name: str = "medusa"
-    num_heads: int = 4
-    num_layers: int = 1
-    lm_head: MedusaLmHead = MedusaLmHead.shared
-    loss_decay: float = 0.8
-    labels: MedusaLabels = MedusaLabels.self_distill
-    # Decoding: the static tree's paths of per-head ranks (e.g. [[0], [1], [0, 0]]); None: the
-    # default tree of tree_size nodes for this head count (see default_tree)
-    tree_choices: list[list[int]] | None = None
-    tree_size: int = 32
-
-    def __post_init__(self):
-        at_least("algorithm", "num_heads", self.num_heads, 1)
-        at_least("algorithm", "num_layers", self.num_layers, 0,
-                 "0: each head is its vocabulary projection alone")
-        positive("algorithm", "loss_decay", self.loss_decay, "head k is weighted loss_decay^k; "
-                 "1.0 is the original unweighted sum")
-        at_least("algorithm", "tree_size", self.tree_size, 1)
 
 
 class ResidualStack(nn.Module):

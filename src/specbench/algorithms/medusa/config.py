@@ -1,0 +1,43 @@
+"""Medusa's settings (``algorithm.*``): torch-free, so composing a config loads no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from specbench.config import AlgorithmConfig, at_least, positive, setting
+
+
+class MedusaLmHead(str, Enum):
+    per_head = "per_head"
+    shared = "shared"
+
+
+class MedusaLabels(str, Enum):
+    self_distill = "self_distill"
+    dataset = "dataset"
+
+
+@dataclass
+class MedusaConfig(AlgorithmConfig):
+    name: str = "medusa"
+    num_heads: int = setting(4, "heads K: head k predicts the token t+2+k")
+    num_layers: int = setting(1, "residual blocks per head (0: the vocabulary projection alone)")
+    lm_head: MedusaLmHead = setting(MedusaLmHead.shared, "shared: the frozen target lm_head "
+                                    "for every head; per_head: a trainable copy each (Medusa-1)")
+    loss_decay: float = setting(0.8, "head k's loss is weighted loss_decay^k (1.0: the "
+                                "original unweighted sum)")
+    labels: MedusaLabels = setting(MedusaLabels.self_distill, "self_distill: the target's "
+                                   "greedy tokens; dataset: the data's tokens")
+    tree_choices: list[list[int]] | None = setting(None, "decoding: the static tree's paths of "
+                                                   "per-head ranks, e.g. [[0],[1],[0,0]]; null: "
+                                                   "the default tree of tree_size nodes")
+    tree_size: int = setting(32, "decoding: nodes of the default static tree")
+
+    def __post_init__(self):
+        at_least("algorithm", "num_heads", self.num_heads, 1)
+        at_least("algorithm", "num_layers", self.num_layers, 0,
+                 "0: each head is its vocabulary projection alone")
+        positive("algorithm", "loss_decay", self.loss_decay, "head k is weighted loss_decay^k; "
+                 "1.0 is the original unweighted sum")
+        at_least("algorithm", "tree_size", self.tree_size, 1)
