@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from specbench.config import AlgorithmConfig, at_least, positive
+from specbench.config import AlgorithmConfig, at_least, positive, setting
 from specbench.errors import UserError
 
 # Default draft vocabulary by target vocabulary size: SpecForge's published drafts, and
@@ -24,20 +24,22 @@ class Attention(str, Enum):
 @dataclass
 class Eagle3Config(AlgorithmConfig):
     name: str = "eagle3"
-    aux_layers: list[int] | None = None  # decoder-layer outputs; None: [1, n//2-1, n-4]
-    ttt_length: int = 7
-    step_decay: float = 0.8
-    draft_vocab_size: int | None = None  # None: DEFAULT_DRAFT_VOCAB or min(vocab, 32000)
-    attention: Attention = Attention.auto
-    # Draft-layer overrides; None copies the target's value.
-    intermediate_size: int | None = None
-    num_attention_heads: int | None = None
-    num_key_value_heads: int | None = None
-    # Decoding: the EAGLE-2 dynamic tree (expand tree_top_k per depth, tree_depth deep, keep
-    # the best tree_total_tokens by cumulative log-probability)
-    tree_top_k: int = 8
-    tree_depth: int = 5
-    tree_total_tokens: int = 32
+    aux_layers: list[int] | None = setting(None, "the 3 target decoder layers whose outputs are "
+                                           "fused (0-based); null: [1, n//2-1, n-4]")
+    ttt_length: int = setting(7, "training-time-test steps unrolled per position")
+    step_decay: float = setting(0.8, "TTT step k's loss is weighted step_decay^k")
+    draft_vocab_size: int | None = setting(None, "tokens of the reduced draft vocabulary (the "
+                                           "most frequent assistant tokens); null: 32000 for "
+                                           "Llama-3, 16000 for Qwen2.5, else min(vocab, 32000)")
+    attention: Attention = setting(Attention.auto, "TTT attention: diagonal (step-0 scores + "
+                                   "one per earlier step), flex (flex_attention, CUDA), auto")
+    intermediate_size: int | None = setting(None, "draft MLP width; null: the target's")
+    num_attention_heads: int | None = setting(None, "draft attention heads; null: the target's")
+    num_key_value_heads: int | None = setting(None, "draft key/value heads; null: the target's")
+    tree_top_k: int = setting(8, "decoding, EAGLE-2 dynamic tree: children expanded per node")
+    tree_depth: int = setting(5, "decoding, EAGLE-2 dynamic tree: drafted levels")
+    tree_total_tokens: int = setting(32, "decoding, EAGLE-2 dynamic tree: nodes kept (best "
+                                     "cumulative log-probability)")
 
     def __post_init__(self):
         a = "algorithm"
