@@ -85,7 +85,7 @@ def test_different_decoding_settings_fall_back_to_tau_sim(tmp_path):
     make_run(tmp_path / "runs", "eagle3", alg="eagle3", num_prompts=6)
     res = cmp.compare([tmp_path / "runs"], out=tmp_path / "o", plots=False)
     assert res["groups"][0]["metric"] == "tau_sim"
-    assert any("eval.num_prompts 6 vs 10" in n and "tau_sim" in n for n in res["notes"])
+    assert any("decode.num_prompts 6 vs 10" in n and "tau_sim" in n for n in res["notes"])
     by_tau_sim = sorted(("medusa", "eagle3"),
                         key=lambda a: -recorded(a)["eval_split"]["tau_sim"])
     assert [r["name"] for r in res["groups"][0]["runs"]] == by_tau_sim

@@ -35,7 +35,7 @@ from .conftest import tiny_overrides, write_conversations
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 # every run row: the tiny random target, 48 conversations, 2 steps, no evaluation
-BASE_RUN_EXTRA = ["eval.enabled=false", "trainer.max_steps=2"]
+BASE_RUN_EXTRA = ["decode.enabled=false", "trainer.max_steps=2"]
 
 
 @dataclass

@@ -30,7 +30,7 @@ def test_questions_round_robin_over_categories(tmp_path):
     assert qs[0]["turns"] == ["Write a haiku.", "Now a limerick."]
     embedded = load_questions(None, 5)
     assert len(embedded) == 5 and all(len(q["turns"]) == 1 for q in embedded)
-    with pytest.raises(UserError, match="eval.prompts='nope.jsonl' does not exist"):
+    with pytest.raises(UserError, match="decode.prompts='nope.jsonl' does not exist"):
         load_questions("nope.jsonl", 2)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"turns": ["ok"]}\n{"answer": 1}\n')
@@ -128,9 +128,10 @@ def test_standalone_evaluation_logs_a_wandb_eval_run(tiny_run, capsys):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("eval.lookahead.level=2", "eval.lookahead.level=2 must be at least 3"),
-    ("eval.num_prompts=0", "eval.num_prompts=0 must be at least 1"),
-    ("eval.prompts=missing.jsonl", "eval.prompts='missing.jsonl' does not exist"),
+    ("decode.lookahead.level=2", "decode.lookahead.level=2 must be at least 3"),
+    ("decode.num_prompts=0", "decode.num_prompts=0 must be at least 1"),
+    ("decode.prompts=missing.jsonl", "decode.prompts='missing.jsonl' does not exist"),
+    ("eval.num_prompts=0", "decode.num_prompts=0 must be at least 1"),  # the old name (issue 9)
 ])
 def test_bad_eval_settings_fail_before_training(override, message):
     import subprocess
@@ -141,3 +142,24 @@ def test_bad_eval_settings_fail_before_training(override, message):
                           cwd=Path(__file__).parents[1], timeout=300)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert "train medusa" not in proc.stderr  # no training started
+    warned = "eval.* is now decode.*; the old name goes in the next release"
+    assert (warned in proc.stdout) == override.startswith("eval."), proc.stdout[-2000:]
+
+
+def test_a_run_recorded_before_the_rename_is_evaluated_with_its_eval_section(tiny_run,
+                                                                              tmp_path):
+    """Issue 9: config.json of a run recorded before eval was renamed decode holds an "eval"
+    section; evaluate reads it (here num_prompts=1, max_new_tokens=3) like a "decode" one."""
+    import shutil
+
+    old = tmp_path / "old-run"
+    shutil.copytree(tiny_run, old)
+    cfg = json.loads((old / "config.json").read_text())
+    section = cfg.pop("decode")
+    cfg["eval"] = {**section, "num_prompts": 1, "max_new_tokens": 3,
+                   "lookahead": {**section["lookahead"], "level": 4}}
+    (old / "config.json").write_text(json.dumps(cfg))
+    result = evaluate(old)
+    assert result["settings"]["num_prompts"] == 1 and result["settings"]["max_new_tokens"] == 3
+    assert result["settings"]["lookahead"]["level"] == 4
+    assert evaluate(old, {"max_new_tokens": 2}, label="x")["settings"]["max_new_tokens"] == 2

@@ -24,7 +24,7 @@ def test_algorithm_files_only_set_algorithm():
     for path in files:
         fairness.check_algorithm_file(path)
         composed = OmegaConf.to_container(compose([f"algorithm={path.stem}"]), resolve=True)
-        for section in ("model", "data", "trainer", "tracker", "eval"):
+        for section in ("model", "data", "trainer", "tracker", "decode"):
             assert composed[section] == base[section], (path, section)
 
 
@@ -48,7 +48,7 @@ def test_algorithm_settings_do_not_change_fingerprint():
 @pytest.mark.parametrize("override", [
     "trainer.lr=0.002", "trainer.seed=1", "trainer.micro_batch_size=2", "trainer.epochs=2",
     "trainer.max_length=256", "trainer=specforge", "data.eval_rows=8", "data.max_rows=100",
-    "model=tiny-llama", "model.dtype=float32", "eval.max_new_tokens=64", "eval.num_prompts=9",
+    "model=tiny-llama", "model.dtype=float32", "decode.max_new_tokens=64", "decode.num_prompts=9",
 ])
 def test_controlled_changes_change_fingerprint(override):
     assert fp(override) != fp()
@@ -60,7 +60,7 @@ def test_dataset_content_changes_fingerprint():
 
 def test_bookkeeping_does_not_change_fingerprint():
     assert fp("trainer.resume=true", "trainer.log_every=1", "trainer.checkpoint_every=7",
-              "trainer.eval_every=3", "tracker.mode=disabled", "eval.enabled=false") == fp()
+              "trainer.eval_every=3", "tracker.mode=disabled", "decode.enabled=false") == fp()
 
 
 def test_parameter_tables_split_controlled_and_algorithm():

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("safe-eval")
     conv = write_conversations(tmp / "c.jsonl")
     over = tiny_overrides(conv, **{"trainer.max_steps": 1, "trainer.seed": 5,
-                                   "eval.enabled": "false"})
+                                   "decode.enabled": "false"})
     train(compose(over), tmp / "run")
     return tmp / "run"
 
@@ -61,15 +61,15 @@ def test_bad_prompts_files_name_the_file(tmp_path, content, expect):
     with pytest.raises(UserError) as err:
         load_questions(str(path), 2)
     assert str(path) in str(err.value) and expect in str(err.value)
-    e = compose(["eval.prompts=" + str(path)]).eval
+    e = compose(["decode.prompts=" + str(path)]).decode
     with pytest.raises(UserError, match=expect):  # and before training
         check_eval_settings(e)
 
 
 def test_hub_prompts_offline_are_refused_before_training(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    e = compose(["eval.prompts=hub:HuggingFaceH4/mt_bench_prompts:train"]).eval
-    with pytest.raises(UserError, match="eval.prompts=hub:HuggingFaceH4/mt_bench_prompts"):
+    e = compose(["decode.prompts=hub:HuggingFaceH4/mt_bench_prompts:train"]).decode
+    with pytest.raises(UserError, match="decode.prompts=hub:HuggingFaceH4/mt_bench_prompts"):
         check_eval_settings(e)
     check_eval_settings(e, prompts=False)  # without reading the prompts: nothing to say
 
@@ -215,16 +215,16 @@ def test_bench_help(capsys):
 
 
 def test_a_directory_as_prompts_is_named_a_directory(tmp_path):
-    """Issue 10: eval.prompts=<a directory> said 'does not exist'."""
+    """Issue 10: decode.prompts=<a directory> said 'does not exist'."""
     with pytest.raises(UserError, match="is a directory, not a file"):
-        check_eval_settings(compose([f"eval.prompts={tmp_path}"]).eval)
+        check_eval_settings(compose([f"decode.prompts={tmp_path}"]).decode)
 
 
 def test_more_prompts_than_there_are_is_said_and_recorded(run, capsys):
-    """Issue 10: eval.num_prompts=1000 with the 60 embedded prompts decoded 60 silently. Now a
+    """Issue 10: decode.num_prompts=1000 with the 60 embedded prompts decoded 60 silently. Now a
     warning before training, a line at the evaluation, and eval.json records the request."""
-    with pytest.warns(UserWarning, match=r"eval.num_prompts=1000, but .* holds only 60"):
-        check_eval_settings(compose(["eval.num_prompts=1000"]).eval)
+    with pytest.warns(UserWarning, match=r"decode.num_prompts=1000, but .* holds only 60"):
+        check_eval_settings(compose(["decode.num_prompts=1000"]).decode)
     questions = run.parent / "q.jsonl"
     questions.write_text("".join(json.dumps({"prompt": f"hi {i}"}) + "\n" for i in range(2)))
     result = evaluate(run, {"prompts": str(questions), "num_prompts": 5, "max_new_tokens": 2})

@@ -14,8 +14,8 @@ ROOT = Path(__file__).parents[1]
 
 
 def sweep(root: Path, conv: Path, *extra: str) -> subprocess.CompletedProcess:
-    over = [o for o in tiny_overrides(conv, **{"trainer.max_steps": 2, "eval.num_prompts": 1,
-                                              "eval.max_new_tokens": 4})]
+    over = [o for o in tiny_overrides(conv, **{"trainer.max_steps": 2, "decode.num_prompts": 1,
+                                              "decode.max_new_tokens": 4})]
     cmd = [sys.executable, "-m", "specbench", "-m", f"hydra.sweep.dir={root}", *over,
            "trainer.epochs=1,0", *extra]  # the second job is invalid: epochs must be >= 1
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,

@@ -38,7 +38,7 @@ def test_failed_sweep_is_finished_and_a_resume_rerun_skips_completed_jobs(tmp_pa
     conv = write_conversations(tmp_path / "conv.jsonl")
     root = tmp_path / "sweep"
     args = ["-m", f"hydra.sweep.dir={root}",
-            *tiny_overrides(conv, **{"trainer.max_steps": 2, "eval.enabled": "false"}),
+            *tiny_overrides(conv, **{"trainer.max_steps": 2, "decode.enabled": "false"}),
             "trainer.epochs=1,0"]  # the second job is invalid: epochs must be >= 1
     first = _specbench(*args)
     assert first.returncode != 0
@@ -67,7 +67,7 @@ def _run(tmp_path, resolved, status="completed"):
 
 
 def _resolved(*overrides):
-    return OmegaConf.to_container(compose(["eval.enabled=false", *overrides]), resolve=True,
+    return OmegaConf.to_container(compose(["decode.enabled=false", *overrides]), resolve=True,
                                   enum_to_str=True)
 
 
@@ -182,4 +182,4 @@ def test_optuna_preset_composes():
     assert hc.mode.name == "MULTIRUN" and hc.sweeper.direction == "maximize"
     assert "trainer.lr" in hc.sweeper.params and jobs_total(hc) == hc.sweeper.n_trials
     cfg = compose(["+hparams_search=lr_search"])
-    assert cfg.objective == "eval_split.tau_sim" and not cfg.eval.enabled
+    assert cfg.objective == "eval_split.tau_sim" and not cfg.decode.enabled

@@ -58,10 +58,10 @@ TINY = ["model=tiny-llama"]
     (["trainer.log_every=0"], "trainer.log_every=0 must be at least 1"),
     (["trainer.eval_every=0"], "trainer.eval_every=0 must be at least 1"),
     # evaluation settings, refused before training rather than after it
-    (["eval.num_prompts=0"], "eval.num_prompts=0 must be at least 1"),
-    (["eval.max_new_tokens=0"], "eval.max_new_tokens=0 must be at least 1"),
-    (["eval.prompt_lookup_ngram=0"], "eval.prompt_lookup_ngram=0 must be at least 1"),
-    (["eval.lookahead.level=2"], "eval.lookahead.level=2 must be at least 3"),
+    (["decode.num_prompts=0"], "decode.num_prompts=0 must be at least 1"),
+    (["decode.max_new_tokens=0"], "decode.max_new_tokens=0 must be at least 1"),
+    (["decode.prompt_lookup_ngram=0"], "decode.prompt_lookup_ngram=0 must be at least 1"),
+    (["decode.lookahead.level=2"], "decode.lookahead.level=2 must be at least 3"),
     (["cache.shard_bytes=0"], "cache.shard_bytes=0 must be at least 1"),
     (TINY + ["model.arch.vocab_size=0"], "model.arch.vocab_size=0 must be at least 1"),
 ])
@@ -79,7 +79,7 @@ def test_bad_values_are_one_user_error_naming_the_setting(overrides, message):
     ("model.arch.x", "model.arch", "ArchConfig"),
     ("algorithm.x", "algorithm", "MedusaConfig"),
     ("data.x", "data", "DataConfig"),
-    ("eval.lookahead.x", "eval.lookahead", "LookaheadConfig"),
+    ("decode.lookahead.x", "decode.lookahead", "LookaheadConfig"),
     ("tracker.x", "tracker", "TrackerConfig"),
     ("cache.x", "cache", "CacheConfig"),
     ("typo", "the top level", "Config"),
@@ -102,7 +102,7 @@ def test_unknown_key_on_eagle3_names_its_settings():
 
 
 def test_disabled_eval_settings_are_not_checked():
-    validate(compose(["eval.enabled=false", "eval.num_prompts=0"]))
+    validate(compose(["decode.enabled=false", "decode.num_prompts=0"]))
 
 
 def test_accepted_edges():
@@ -118,7 +118,7 @@ def _options(group):
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["algorithm", "model", "data", "trainer", "eval", "cache"])
+@pytest.mark.parametrize("group", ["algorithm", "model", "data", "trainer", "decode", "cache"])
 def test_every_shipped_option_validates(group):
     for option in _options(group):
         validate(compose([f"{group}={option}"]
@@ -187,7 +187,7 @@ def test_every_objective_is_a_number_of_a_real_summary(tmp_path):
     from .conftest import tiny_overrides, write_conversations
 
     cfg = compose(tiny_overrides(write_conversations(tmp_path / "c.jsonl"),
-                                 **{"trainer.max_steps": 1, "eval.enabled": "false"}))
+                                 **{"trainer.max_steps": 1, "decode.enabled": "false"}))
     summary = train(cfg, tmp_path / "run")
     for section, keys in OBJECTIVES.items():
         for key in keys:

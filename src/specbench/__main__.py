@@ -73,10 +73,10 @@ def preflight(cfg: DictConfig, algorithm_choice: str | None = None) -> None:
     validate(cfg)
     check_algorithm_choice(algorithm_choice)
     check_export_settings(cfg)
-    if cfg.eval.enabled:
+    if cfg.decode.enabled:
         from specbench.evaluate import check_eval_settings
 
-        check_eval_settings(cfg.eval)
+        check_eval_settings(cfg.decode)
 
 
 def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
@@ -109,7 +109,7 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
             for fmt in cfg.export:  # force: replaces only this run's own earlier export
                 log.info(f"exported "
                          f"{export_run(run_dir, fmt, force=True, trust_remote_code=trust)}")
-        if cfg.eval.enabled:
+        if cfg.decode.enabled:
             from specbench.config import enum_value
             from specbench.evaluate import evaluate, print_table
 
@@ -153,7 +153,7 @@ def main() -> None:
     from specbench.errors import UserError
     from specbench.sweep import check_callback_overrides
 
-    sys.argv[1:] = plain_group_overrides(sys.argv[1:])  # +experiment=X, as experiment=X
+    sys.argv[1:] = plain_group_overrides(sys.argv[1:])  # +experiment=X, eval.X: see there
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         _print_help([a for a in sys.argv[1:] if a not in ("--help", "-h")])
     try:  # before Hydra instantiates any callback named on the command line

@@ -288,12 +288,13 @@ class LookaheadConfig:
     level: int = setting(5, "n-gram size N (at least 3)")
     window: int = setting(7, "Jacobi window W")
     guess: int = setting(7, "n-grams verified per step G")
-    # checked in EvalConfig.__post_init__, only when the evaluation runs
+    # checked in DecodeConfig.__post_init__, only when the evaluation runs
 
 
 @dataclass
-class EvalConfig:
-    """Lossless-decoding evaluation after training (``python -m specbench.evaluate`` alone)."""
+class DecodeConfig:
+    """Lossless-decoding evaluation after training (``python -m specbench.evaluate`` alone):
+    the ``decode`` group (``eval`` before issue 9; "eval" now means the held-out split only)."""
 
     enabled: bool = setting(True, "decode after training (false: training only)")
     num_prompts: int = setting(4, "questions decoded (a multi-turn question gives one sample "
@@ -312,15 +313,18 @@ class EvalConfig:
     def __post_init__(self):
         if not self.enabled:
             return
-        skip = "or set eval.enabled=false to skip the evaluation"
+        skip = "or set decode.enabled=false to skip the evaluation"
         for key in ("num_prompts", "max_new_tokens", "prompt_lookup_ngram",
                     "prompt_lookup_draft"):
-            at_least("eval", key, getattr(self, key), 1, skip)
+            at_least("decode", key, getattr(self, key), 1, skip)
         la = self.lookahead
-        at_least("eval.lookahead", "level", la.level, 3, "Lookahead's n-gram size N; " + skip)
-        at_least("eval.lookahead", "window", la.window, 1, "Lookahead's window W; " + skip)
-        at_least("eval.lookahead", "guess", la.guess, 0, "Lookahead's n-grams verified per "
+        at_least("decode.lookahead", "level", la.level, 3, "Lookahead's n-gram size N; " + skip)
+        at_least("decode.lookahead", "window", la.window, 1, "Lookahead's window W; " + skip)
+        at_least("decode.lookahead", "guess", la.guess, 0, "Lookahead's n-grams verified per "
                  "step G; " + skip)
+
+
+EvalConfig = DecodeConfig  # the name before issue 9, for code that still imports it
 
 
 @dataclass
@@ -386,8 +390,8 @@ class Config:
     data: DataConfig = setting(help="the training conversations (a controlled variable)")
     trainer: TrainerConfig = setting(help="the shared trainer (a controlled variable)")
     tracker: TrackerConfig = setting(help="Weights & Biases")
-    eval: EvalConfig = setting(help="the lossless-decoding evaluation after training (a "
-                               "controlled variable)")
+    decode: DecodeConfig = setting(help="the lossless-decoding evaluation after training (a "
+                                   "controlled variable)")
     cache: CacheConfig = setting(help="the target-feature cache", factory=CacheConfig)
     export: list[str] = setting(help="serving formats to export to at the end: [vllm], "
                                 "[sglang] (see specbench.export)", factory=list)
@@ -414,9 +418,28 @@ BOOKKEEPING_KEYS = {
                 "progress", "device"},
     "model": {"name"},
     "data": {"name"},
-    "eval": {"enabled"},
+    "decode": {"enabled"},
 }
-CONTROLLED_SECTIONS = ("model", "data", "trainer", "eval")
+CONTROLLED_SECTIONS = ("model", "data", "trainer", "decode")
+
+# A group renamed in issue 9, old name -> new: the old one is still read, for one release, on
+# the command line (``plain_group_overrides``) and in recorded runs (``with_renamed_sections``).
+RENAMED_SECTIONS = {"eval": "decode"}
+
+
+def with_renamed_sections(config: dict) -> dict:
+    """A recorded run config (config.json) or summary.json ``controlled`` section, as plain
+    data, with a section of a run recorded before the rename under its new name (``eval`` ->
+    ``decode``; a copy, key order kept). A record that has the new section is returned as is."""
+    renamed = {old: new for old, new in RENAMED_SECTIONS.items()
+               if old in config and new not in config}
+    return {renamed.get(k, k): v for k, v in config.items()} if renamed else config
+
+
+def recorded_decode(config):
+    """The decoding settings of a recorded run config (a dict or DictConfig): its ``decode``
+    section, or the ``eval`` section of a run recorded before the rename; None if neither."""
+    return config.get("decode") if "decode" in config else config.get("eval")
 
 
 def register_configs() -> None:
@@ -467,9 +490,27 @@ OPTIONAL_GROUPS = ("experiment", "debug")
 
 def plain_group_overrides(args: list[str]) -> list[str]:
     """``+experiment=X`` (the older spelling, Hydra's "append") as ``experiment=X``: the
-    defaults list already holds ``experiment: null``, where Hydra refuses an append."""
-    return [a[1:] if a.startswith("+") and a[1:].split("=", 1)[0] in OPTIONAL_GROUPS else a
-            for a in args]
+    defaults list already holds ``experiment: null``, where Hydra refuses an append. And a
+    renamed group's old name as its new one (``eval.X=V``, ``+eval.X=V``, ``eval=NAME`` as
+    ``decode...``), with one warning line, for one release."""
+    out, renamed = [], []
+    for a in args:
+        if a.startswith("+") and a[1:].split("=", 1)[0] in OPTIONAL_GROUPS:
+            a = a[1:]
+        prefix = a[:len(a) - len(a.lstrip("+~"))]
+        key, eq, value = a[len(prefix):].partition("=")
+        head, dot, rest = key.partition(".")
+        if head in RENAMED_SECTIONS:
+            a = prefix + RENAMED_SECTIONS[head] + dot + rest + eq + value
+            renamed.append(a)
+        out.append(a)
+    if renamed:
+        from specbench.log import get_logger
+
+        get_logger(__name__).warning(
+            "eval.* is now decode.*; the old name goes in the next release (read as: "
+            + " ".join(renamed) + ")")
+    return out
 
 
 def validate(cfg: DictConfig) -> None:
@@ -570,7 +611,7 @@ def help_text(overrides: list[str] | None = None) -> str:
         lines.append(textwrap.fill(shown, 100, initial_indent=f"  {group:15} ",
                                    subsequent_indent=" " * 18))
     lines.append("\nsettings (KEY=VALUE; the value this command would use, then its meaning):")
-    for section in ("algorithm", "model", "data", "trainer", "eval", "cache", "tracker"):
+    for section in ("algorithm", "model", "data", "trainer", "decode", "cache", "tracker"):
         lines.append(f"  {section}: {_field_help(Config, section)}")
         _setting_lines(cfg[section], section, lines)
     lines.append("  top level:")

@@ -1,6 +1,6 @@
 """Evaluate a trained draft with the lossless decoder.
 
-    python -m specbench.evaluate outputs/<run>                     # the run's own eval settings
+    python -m specbench.evaluate outputs/<run>                     # the run's own decode settings
     python -m specbench.evaluate outputs/<run> --num-prompts 20 --max-new-tokens 96
     python -m specbench.evaluate outputs/<run> --prompts ../question.jsonl   # Spec-Bench format
 
@@ -90,12 +90,12 @@ def load_questions(spec: str | None, num: int) -> list[dict]:
 
 
 def too_few_prompts(spec: str | None, asked: int, have: int) -> str | None:
-    """The line that says eval.num_prompts asks for more questions than ``spec`` holds."""
+    """The line that says decode.num_prompts asks for more questions than ``spec`` holds."""
     if asked <= have:
         return None
-    return (f"eval.num_prompts={asked}, but eval.prompts ({spec or EMBEDDED_PROMPTS}) holds only "
-            f"{have} questions: the evaluation decodes those {have}. Lower eval.num_prompts, "
-            "or give a larger question file as eval.prompts.")
+    return (f"decode.num_prompts={asked}, but decode.prompts ({spec or EMBEDDED_PROMPTS}) holds "
+            f"only {have} questions: the evaluation decodes those {have}. Lower decode.num_prompts, "
+            "or give a larger question file as decode.prompts.")
 
 
 def read_questions(spec: str | None) -> list[dict]:
@@ -107,22 +107,23 @@ def read_questions(spec: str | None) -> list[dict]:
         path = embedded_path("heldout_prompts.jsonl") if spec in (None, EMBEDDED_PROMPTS) \
             else Path(spec)
         if path.is_dir():
-            raise UserError(f"eval.prompts={spec!r} is a directory, not a file. Give a "
+            raise UserError(f"decode.prompts={spec!r} is a directory, not a file. Give a "
                             "JSON-lines file with 'turns' (Spec-Bench / MT-bench "
                             "question.jsonl) or 'prompt' per line, hub:DATASET_ID, or leave it "
                             "null for the embedded held-out prompts.")
         if not path.is_file():
-            raise UserError(f"eval.prompts={spec!r} does not exist. Give a JSON-lines file with "
+            raise UserError(f"decode.prompts={spec!r} does not exist. Give a JSON-lines file "
+                            "with "
                             "'turns' (Spec-Bench / MT-bench question.jsonl) or 'prompt' per "
                             "line, hub:DATASET_ID, or leave it null for the embedded held-out "
                             "prompts.")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            raise UserError(f"eval.prompts: {path} is not a UTF-8 text file (binary?). Give a "
+            raise UserError(f"decode.prompts: {path} is not a UTF-8 text file (binary?). Give a "
                             "JSON-lines question file.") from None
         except OSError as err:
-            raise UserError(f"eval.prompts: {path} cannot be read ({err.strerror or err}).") \
+            raise UserError(f"decode.prompts: {path} cannot be read ({err.strerror or err}).") \
                 from None
         questions = []
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -131,12 +132,12 @@ def read_questions(spec: str | None) -> list[dict]:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise UserError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix the line "
-                                    "or point eval.prompts at another file.") from None
+                                    "or point decode.prompts at another file.") from None
                 questions.append(_question(row, f"{path}:{lineno}"))
         if not questions:
-            raise UserError(f"eval.prompts: {path} holds no questions (it is empty). Give a "
+            raise UserError(f"decode.prompts: {path} holds no questions (it is empty). Give a "
                             "JSON-lines file with 'turns' or 'prompt' per line, or leave "
-                            "eval.prompts null for the embedded held-out prompts.")
+                            "decode.prompts null for the embedded held-out prompts.")
     return questions
 
 
@@ -145,16 +146,16 @@ def _hub_rows(spec: str) -> list[dict]:
 
     name, _, split = spec.partition(":")
     if not hub_reachable():
-        raise UserError(f"eval.prompts=hub:{spec} needs the Hugging Face Hub, which is not "
+        raise UserError(f"decode.prompts=hub:{spec} needs the Hugging Face Hub, which is not "
                         "reachable from here (or HF_HUB_OFFLINE is set). Download the "
-                        "question file and pass its path as eval.prompts (or --prompts), or "
-                        "leave eval.prompts null for the embedded held-out prompts.")
+                        "question file and pass its path as decode.prompts (or --prompts), or "
+                        "leave decode.prompts null for the embedded held-out prompts.")
     import datasets
 
     try:
         ds = datasets.load_dataset(name, split=split or "train")
     except Exception as err:
-        raise UserError(f"eval.prompts=hub:{spec} could not be loaded ({type(err).__name__}: "
+        raise UserError(f"decode.prompts=hub:{spec} could not be loaded ({type(err).__name__}: "
                         f"{err}). Check the dataset id and split (hub:ID:SPLIT).") from None
     return [dict(r) for r in ds]
 
@@ -164,8 +165,8 @@ def check_eval_settings(e, prompts: bool = True) -> None:
     (``prompts``: also read the start of the prompts file)."""
     for key in ("num_prompts", "max_new_tokens", "prompt_lookup_ngram", "prompt_lookup_draft"):
         if int(e[key]) < 1:
-            raise UserError(f"eval.{key}={e[key]} must be at least 1 (or set "
-                            "eval.enabled=false to skip the evaluation).")
+            raise UserError(f"decode.{key}={e[key]} must be at least 1 (or set "
+                            "decode.enabled=false to skip the evaluation).")
     Lookahead(e.lookahead.level, e.lookahead.window, e.lookahead.guess)
     if prompts:
         # the file exists, is not empty and parses; a hub: set is reachable and loads
@@ -264,14 +265,15 @@ def _add_to_index(run_dir: Path, label: str, path: Path, result: dict) -> None:
 
 
 def _eval_config(run_dir: Path, cfg, eval_overrides: dict | None):
-    """The run's recorded eval settings updated by ``eval_overrides`` (None values ignored)."""
-    from specbench.config import EvalConfig
+    """The run's recorded decode settings (its config.json's ``decode`` section, or ``eval``
+    for a run recorded before the rename) updated by ``eval_overrides`` (None values ignored)."""
+    from specbench.config import DecodeConfig, recorded_decode
 
     try:
-        return OmegaConf.merge(OmegaConf.structured(EvalConfig), cfg.get("eval") or {},
+        return OmegaConf.merge(OmegaConf.structured(DecodeConfig), recorded_decode(cfg) or {},
                                {k: v for k, v in (eval_overrides or {}).items() if v is not None})
     except Exception as err:  # omegaconf validation errors
-        raise UserError(f"The eval settings of {run_dir / 'config.json'} with these flags are "
+        raise UserError(f"The decode settings of {run_dir / 'config.json'} with these flags are "
                         f"invalid ({str(err).splitlines()[0]}).") from None
 
 
@@ -347,8 +349,8 @@ def _aggregate(rows: list, methods) -> dict:
 def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "auto",
              model: list[str] | None = None, tracker=None, label: str | None = None,
              standalone: bool = False, trust_remote_code: bool = False) -> dict:
-    """Evaluate ``run_dir`` with its recorded eval settings updated by ``eval_overrides``
-    (keys of the ``eval`` config: num_prompts, max_new_tokens, prompts, dtype, ...).
+    """Evaluate ``run_dir`` with its recorded decode settings updated by ``eval_overrides``
+    (keys of the ``decode`` config: num_prompts, max_new_tokens, prompts, dtype, ...).
 
     Writes ``eval.json`` (the evaluation after training); with ``standalone`` (or a ``label``)
     ``eval-<label>.json`` instead, listed in ``evals.json``. ``trust_remote_code`` lets the
@@ -398,7 +400,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
                                              methods)
                                for c in sorted({r["category"] for r in per_prompt})},
               "per_prompt": per_prompt}
-    if note:  # fewer questions than eval.num_prompts asked for (only then: keys compare)
+    if note:  # fewer questions than decode.num_prompts asked for (only then: keys compare)
         result["settings"]["num_prompts_requested"] = int(e.num_prompts)
     write_json(out, result)
     if label is not None:
@@ -472,7 +474,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--num-prompts", type=int, default=None,
-                   help="questions to decode (default: the run's eval.num_prompts)")
+                   help="questions to decode (default: the run's decode.num_prompts)")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--prompts", default=None,
                    help="a question.jsonl path, hub:DATASET_ID[:SPLIT], or 'embedded:'")

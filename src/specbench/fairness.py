@@ -1,8 +1,8 @@
 """Fair comparison: controlled variables, the fingerprint, and the automated checklist.
 
 Controlled variables are every resolved setting outside ``algorithm`` that can change a result:
-the ``model``, ``data`` and ``trainer`` sections (seed included), minus pure bookkeeping keys
-(logging and checkpoint cadence, resume). Two runs may be ranked together only when their
+the ``model``, ``data``, ``trainer`` and ``decode`` sections (seed included), minus pure
+bookkeeping keys (logging and checkpoint cadence, resume, ``decode.enabled``). Two runs may be ranked together only when their
 fingerprints are equal: a short hash of the controlled variables plus the training data's
 content hash.
 """
@@ -39,7 +39,12 @@ def fingerprint(cfg: DictConfig, dataset_sha256: str, world_size: int = 1) -> st
     """Hash of the controlled variables, the data's content and the resolved global batch (so a
     1-GPU and a 4-GPU run agree only when their global batches do)."""
     accum = resolve_grad_accum(cfg.trainer, world_size)
-    payload = {"controlled": controlled_variables(cfg), "dataset_sha256": dataset_sha256,
+    controlled = controlled_variables(cfg)
+    # The decoding settings are hashed under their section's pre-rename key "eval" (issue 9
+    # renamed the group to decode): runs recorded before the rename keep their fingerprints,
+    # so they stay comparable with new runs (summary.json's "controlled" shows "decode").
+    controlled["eval"] = controlled.pop("decode")
+    payload = {"controlled": controlled, "dataset_sha256": dataset_sha256,
                "global_batch": global_batch(cfg.trainer.micro_batch_size, accum, world_size)}
     return stable_hash(payload)[:12]
 

@@ -38,9 +38,9 @@ class Lookahead:
 
     def __init__(self, level: int = 5, window: int = 7, guess: int = 7, seed: int = 0):
         if level < 3 or window < 1 or guess < 0:
-            raise UserError(f"Lookahead needs eval.lookahead.level >= 3 (got {level}), "
-                            f"eval.lookahead.window >= 1 (got {window}) and "
-                            f"eval.lookahead.guess >= 0 (got {guess}).")
+            raise UserError(f"Lookahead needs decode.lookahead.level >= 3 (got {level}), "
+                            f"decode.lookahead.window >= 1 (got {window}) and "
+                            f"decode.lookahead.guess >= 0 (got {guess}).")
         self.level, self.window, self.guess, self.seed = level, window, guess, seed
         self.pool: dict[int, OrderedDict] = {}
         self.levels: list[list[int]] = []

@@ -39,6 +39,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from specbench.config import with_renamed_sections
 from specbench.errors import UserError
 from specbench.io import read_json, write_json
 from specbench.log import get_logger
@@ -284,10 +285,10 @@ def already_completed(run_dir: Path, resolved: dict) -> bool:
             "away (or give this run another hydra.run.dir) to run it again.")
     if read_json(summary, hint).get("status") != "completed":
         return False
-    saved = read_json(config, hint)
+    saved = with_renamed_sections(read_json(config, hint))  # eval: recorded before the rename
     if _without_rerun_keys(saved) != _without_rerun_keys(resolved):
         return False
-    return not resolved.get("eval", {}).get("enabled") or (run_dir / "eval.json").is_file()
+    return not resolved.get("decode", {}).get("enabled") or (run_dir / "eval.json").is_file()
 
 
 def _without_rerun_keys(config: dict) -> dict:

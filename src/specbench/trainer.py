@@ -223,7 +223,7 @@ class TrainingRun:
         self.algo_cls = get_algorithm(cfg.algorithm.name)
         torch.manual_seed(tcfg.seed)
         self.target = load_target(cfg.model, seed=tcfg.seed, device=self.device)
-        if cfg.eval.enabled:  # decoding settings the target's vocabulary cannot serve
+        if cfg.decode.enabled:  # decoding settings the target's vocabulary cannot serve
             from specbench.evaluate import check_decode_against_target
 
             check_decode_against_target(cfg, self.target.config.vocab_size)

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from specbench.config import with_renamed_sections
 from specbench.errors import UserError
 from specbench.fairness import flatten
 from specbench.io import json_type, read_jsonl
@@ -174,14 +175,16 @@ def non_finite(r: Run) -> str | None:
 
 
 def controlled_settings(s: dict, cfg: dict) -> dict:
-    """What the fingerprint hashes, flattened: ``controlled``, dataset sha256, global batch."""
+    """What the fingerprint hashes, flattened: ``controlled``, dataset sha256, global batch.
+    A run recorded before the rename of ``eval`` to ``decode`` shows its settings as decode.*,
+    like a new one."""
     controlled = s.get("controlled")
     if controlled is None and cfg:  # an old summary: take it from the resolved config
         from omegaconf import OmegaConf
 
         from specbench.fairness import controlled_variables
-        controlled = controlled_variables(OmegaConf.create(cfg))
-    flat = flatten(controlled or {})
+        controlled = controlled_variables(OmegaConf.create(with_renamed_sections(cfg)))
+    flat = flatten(with_renamed_sections(controlled or {}))
     flat["dataset.sha256"] = dig(s, "checklist.dataset_sha256") or dig(s, "dataset.sha256")
     flat["checklist.global_batch"] = dig(s, "checklist.global_batch")
     return flat

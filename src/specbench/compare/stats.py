@@ -156,8 +156,8 @@ def decoding_note(g: dict, members) -> str | None:
     (``members``: the group's runs in the order they were found; the first is the reference)."""
     if g["metric"] != "tau_sim" or any(r.decode_tau is None for r in members):
         return None
-    ref = flatten(eval_settings(members[0]), "eval.")
-    diff = {d for r in members for d in differences(ref, flatten(eval_settings(r), "eval."))}
+    ref = flatten(eval_settings(members[0]), "decode.")
+    diff = {d for r in members for d in differences(ref, flatten(eval_settings(r), "decode."))}
     return (f"group {g['id']}: the runs' eval.json were decoded with different settings "
             f"({'; '.join(sorted(diff))}): ranked by held-out tau_sim instead of decoding tau. "
             "Re-run python -m specbench.evaluate with equal settings.")
