@@ -58,8 +58,8 @@ from . import campaign_util as cu
 from .conftest import tiny_overrides, write_conversations
 
 STEPS = {"trainer.max_steps": 6, "trainer.checkpoint_every": 2, "trainer.eval_every": 100,
-         "eval.enabled": "false"}
-EVAL = ["eval.enabled=true", "eval.num_prompts=1", "eval.max_new_tokens=8"]
+         "decode.enabled": "false"}
+EVAL = ["decode.enabled=true", "decode.num_prompts=1", "decode.max_new_tokens=8"]
 
 
 @pytest.fixture(scope="module")

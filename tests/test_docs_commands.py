@@ -79,21 +79,26 @@ COMMANDS = doc_commands()
 
 def test_the_docs_have_commands():
     assert len(COMMANDS) >= 15, COMMANDS
-    assert any("+experiment=" in c for _, c in COMMANDS)
+    assert any("experiment=" in c for _, c in COMMANDS)
 
 
 @pytest.mark.parametrize("where, command", COMMANDS, ids=[w for w, _ in COMMANDS])
 def test_doc_command_composes_and_validates(where, command):
     if SKIP.search(command):
         pytest.skip("the example algorithm of docs/adding-an-algorithm.md (not shipped)")
+    if "--help" in command.split():
+        return  # specbench's own page, before Hydra: tests/test_config.py runs it
+    if "hparams_search=" in command:
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",
+                            reason="needs the optuna extra (pip install -e '.[optuna]')")
     for job in combinations(overrides_of(command)):
         validate(compose(job))
 
 
 def test_one_doc_command_through_the_real_app(tmp_path):
-    """``python -m specbench +experiment=medusa_vs_eagle3 --cfg job`` (README), from another
+    """``python -m specbench experiment=medusa_vs_eagle3 --cfg job`` (README), from another
     directory: the app finds its configs in the package."""
-    command = next(c for _, c in COMMANDS if "+experiment=medusa_vs_eagle3" in c)
+    command = next(c for _, c in COMMANDS if "experiment=medusa_vs_eagle3" in c)
     proc = subprocess.run([sys.executable, "-m", "specbench", *overrides_of(command),
                            "--cfg", "job"], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)

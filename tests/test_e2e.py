@@ -18,8 +18,8 @@ def test_python_m_specbench_on_embedded_model(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "specbench", f"hydra.run.dir={run}", "trainer.max_steps=8",
            "trainer.micro_batch_size=4", "trainer.max_length=192", "data.eval_rows=8",
-           "trainer.eval_every=4", "trainer.progress=false", "eval.num_prompts=2",
-           "eval.max_new_tokens=16"]
+           "trainer.eval_every=4", "trainer.progress=false", "decode.num_prompts=2",
+           "decode.max_new_tokens=16"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout

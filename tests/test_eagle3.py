@@ -296,7 +296,7 @@ def test_a_draft_vocabulary_with_nothing_to_train_is_refused_or_warned(tmp_path,
     def over(n):
         return tiny_overrides(conv_file, **{"algorithm": "eagle3", "trainer.max_steps": 2,
                                             "algorithm.draft_vocab_size": n,
-                                            "eval.enabled": "false"})
+                                            "decode.enabled": "false"})
 
     with pytest.raises(UserError, match=r"algorithm.draft_vocab_size=1 is too small to train"):
         train(compose(over(1)), tmp_path / "one")

@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("safe-export")
     conv = write_conversations(tmp / "c.jsonl")
     over = tiny_overrides(conv, **{"trainer.max_steps": 1, "trainer.seed": 3,
-                                   "algorithm.lm_head": "shared", "eval.enabled": "false"})
+                                   "algorithm.lm_head": "shared", "decode.enabled": "false"})
     train(compose(over), tmp / "run")
     return tmp / "run", over
 
@@ -181,7 +181,7 @@ def test_an_unfinished_run_is_exported_only_with_allow_unfinished(tmp_path, conv
     warning."""
     from specbench.trainer import train
 
-    over = tiny_overrides(conv_file, **{"trainer.max_steps": 2, "eval.enabled": "false"})
+    over = tiny_overrides(conv_file, **{"trainer.max_steps": 2, "decode.enabled": "false"})
     run = tmp_path / "run"
     train(compose(over), run, stop_after_steps=1)
     with pytest.raises(UserError, match=r"did not finish.*step-0000001 \(step 1 of 2\).*"

@@ -311,6 +311,13 @@ def read_run_config(run_dir: Path):
     try:
         cfg = OmegaConf.create(data)
         OmegaConf.resolve(cfg)
+        # the algorithm's settings through its schema: a setting added after the run was
+        # recorded reads as its default, one source of truth instead of scattered fallbacks
+        from specbench.algorithms import CONFIGS
+
+        if alg["name"] in CONFIGS:
+            cfg.algorithm = OmegaConf.merge(OmegaConf.structured(CONFIGS[alg["name"]]),
+                                            cfg.algorithm)
     except Exception as err:  # omegaconf's errors for odd keys and interpolations
         raise UserError(f"{path} is not a valid run config ({type(err).__name__}: {err}).") \
             from None

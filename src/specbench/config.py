@@ -454,15 +454,11 @@ def register_configs() -> None:
 
 
 def algorithm_schemas() -> dict[str, type]:
-    """Registry name -> the algorithm's config dataclass. The registry's torch-free table
-    ``specbench.algorithms.CONFIGS`` when it has one (composing a config then loads no torch);
-    else each registered class's ``config_class``."""
-    import specbench.algorithms as algorithms
+    """Registry name -> the algorithm's config dataclass: the registry's torch-free table
+    ``specbench.algorithms.CONFIGS`` (composing a config loads no torch)."""
+    from specbench.algorithms import CONFIGS
 
-    configs = getattr(algorithms, "CONFIGS", None)  # transitional: see tests/test_config.py
-    if configs is None:
-        configs = {name: cls.config_class for name, cls in algorithms.REGISTRY.items()}
-    return dict(configs)
+    return dict(CONFIGS)
 
 
 def conf_dir() -> Path:

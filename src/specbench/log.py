@@ -26,12 +26,14 @@ class _MainProcessOnly(logging.Filter):
 
 
 class _Stdout(logging.Handler):
-    """Writes to whatever ``sys.stdout`` is at the time (pytest's capture included)."""
+    """Writes to whatever ``sys.stdout`` is at the time (pytest's capture included); warnings
+    and errors to ``sys.stderr``."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stdout.write(self.format(record) + "\n")
-            sys.stdout.flush()
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(self.format(record) + "\n")
+            stream.flush()
         except Exception:  # pragma: no cover - logging never fails a run
             self.handleError(record)
 

@@ -48,14 +48,9 @@ class Eagle3(DraftAlgorithm):
         c = draft_config(cfg, target_config, len(draft_ids))
         self.draft_cfg = c
         self.aux_layers = aux_layers_of(cfg, target_config)
-        self.ttt_length = int(cfg.ttt_length)
-        if self.ttt_length < 1:
-            raise UserError(f"algorithm.ttt_length must be >= 1 (got {cfg.ttt_length}).")
-        self.tree = {k: int(cfg.get(f"tree_{k}", d)) for k, d in
-                     (("top_k", 8), ("depth", 5), ("total_tokens", 32))}
-        if min(self.tree.values()) < 1:
-            raise UserError(f"algorithm.tree_top_k, tree_depth and tree_total_tokens must be "
-                            f">= 1 (got {self.tree}).")
+        self.ttt_length = int(cfg.ttt_length)  # ranges: Eagle3Config.__post_init__
+        self.tree = {"top_k": int(cfg.tree_top_k), "depth": int(cfg.tree_depth),
+                     "total_tokens": int(cfg.tree_total_tokens)}  # ranges: Eagle3Config
         self.decay = float(cfg.step_decay)
         self.attention = enum_value(cfg.attention)
         self.coverage = coverage
@@ -120,9 +115,9 @@ class Eagle3(DraftAlgorithm):
     @classmethod
     def check_decode_settings(cls, cfg, vocab_size: int) -> None:
         """An ``algorithm.tree_top_k`` above the draft vocabulary."""
-        dv = int(cfg.get("draft_vocab_size") or DEFAULT_DRAFT_VOCAB.get(
-            vocab_size, min(vocab_size, 32000)))
-        k = int(cfg.get("tree_top_k", 8))
+        dv = int(cfg.draft_vocab_size or DEFAULT_DRAFT_VOCAB.get(vocab_size,
+                                                                min(vocab_size, 32000)))
+        k = int(cfg.tree_top_k)
         if k > min(dv, vocab_size):
             raise UserError(f"algorithm.tree_top_k={k} exceeds the draft vocabulary of "
                             f"{min(dv, vocab_size)} tokens (algorithm.draft_vocab_size, at most "

@@ -114,7 +114,7 @@ class Medusa(DraftAlgorithm):
         is written once as ``lm_heads.0.weight`` (vLLM reads it as the shared head)."""
         a = cfg.algorithm
         tensors = dict(state)
-        shared = str(a.lm_head) == "shared"
+        shared = enum_value(a.lm_head) == "shared"
         if shared:
             tensors["lm_heads.0.weight"] = load_target().lm_head.weight.detach().clone()
         if "lm_heads.0.weight" not in tensors:
@@ -214,9 +214,9 @@ class MedusaChain:
 
 
 def _tree_choices(cfg, num_heads: int) -> list[tuple[int, ...]]:
-    choices = cfg.get("tree_choices")
+    choices = cfg.tree_choices
     if choices is None:
-        size = int(cfg.get("tree_size", 32))
+        size = int(cfg.tree_size)
         if size < 1:
             raise UserError(f"algorithm.tree_size={size} must be at least 1.")
         return default_tree(num_heads, size)
