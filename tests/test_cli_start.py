@@ -42,3 +42,16 @@ def test_export_format_the_algorithm_lacks_is_refused_before_training(tmp_path, 
                 tmp_path)
     assert p.returncode == 2 and "export=[sglang]" in p.stderr, p.stderr
     assert "fingerprint" not in p.stdout  # refused before the target was even loaded
+
+
+def test_the_run_log_holds_the_console_output(tmp_path, conv_file):
+    run = tmp_path / "run"
+    p = run_app(["debug=tiny", "data=jsonl", f"data.path={conv_file}", "trainer.max_steps=2",
+                 "decode.enabled=false", f"hydra.run.dir={run}"], tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    log = (run / "__main__.log").read_text()
+    for line in ("fingerprint", "medusa run completed", "results:"):
+        assert line in p.stdout and line in log, line
+    # Hydra's record of the job is written by the app once it holds the run dir
+    assert (run / ".hydra" / "overrides.yaml").is_file()
+    assert "trainer.max_steps=2" in (run / ".hydra" / "overrides.yaml").read_text()
