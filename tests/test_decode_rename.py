@@ -30,18 +30,18 @@ def test_old_overrides_are_rewritten_with_one_warning_line(capsys):
         "++decode.dtype=null", "data.eval_rows=3", "trainer.eval_every=2",
         "objective=eval_split.loss", "experiment=seed_repeat", "decode.max_new_tokens=5",
         "hydra.run.dir=eval.x"]
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # a warning: on stderr
     assert out.count(WARNING) == 1 and len(out.strip().splitlines()) == 1, out
     assert "decode.num_prompts=2" in out  # says how the old overrides were read
     plain_group_overrides(["data.eval_rows=3", "decode.num_prompts=2", "+experiment=x"])
-    assert WARNING not in capsys.readouterr().out  # the new names: no warning
+    assert WARNING not in capsys.readouterr().err  # the new names: no warning
 
 
 def test_compose_reads_the_old_name(capsys):
     cfg = compose(["eval.num_prompts=7", "eval.lookahead.level=4"])
     assert cfg.decode.num_prompts == 7 and cfg.decode.lookahead.level == 4
     assert "eval" not in cfg
-    assert WARNING in capsys.readouterr().out
+    assert WARNING in capsys.readouterr().err
     assert compose(["eval=default"]).decode == compose().decode
 
 
@@ -53,7 +53,7 @@ def test_the_cli_rewrites_the_old_name():
                            "model=tiny-llama", "--cfg", "job"], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert WARNING in proc.stdout
+    assert WARNING in proc.stderr
     job = proc.stdout[proc.stdout.index("algorithm:"):]
     assert OmegaConf.create(job).decode.num_prompts == 3
 
