@@ -143,7 +143,7 @@ def test_bad_eval_settings_fail_before_training(override, message):
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert "train medusa" not in proc.stderr  # no training started
     warned = "eval.* is now decode.*; the old name goes in the next release"
-    assert (warned in proc.stdout) == override.startswith("eval."), proc.stdout[-2000:]
+    assert (warned in proc.stderr) == override.startswith("eval."), proc.stderr[-2000:]
 
 
 def test_a_run_recorded_before_the_rename_is_evaluated_with_its_eval_section(tiny_run,
