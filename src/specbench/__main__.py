@@ -39,11 +39,9 @@ def app(cfg: DictConfig) -> float:
 
     try:
         with rundir.hold(run_dir):
-            from hydra.core.hydra_config import HydraConfig as _HC
-
             from specbench.log import log_to_file
 
-            rundir.record_hydra(run_dir, cfg, _HC.instance().cfg)
+            rundir.record_hydra(run_dir, cfg, HydraConfig.instance().cfg)
             log_to_file(run_dir / f"{hc.job.name}.log")  # the run log holds the console output
             return _run(cfg, hc, run_dir, multirun)
     except rundir.RunDirBusy as err:  # the directory is another process's: touch nothing

@@ -428,17 +428,6 @@ def _eval_tracker(run_dir: Path, mode: str):
                       f"{config['algorithm']['name']}-eval", metrics=False)
 
 
-def _flush_wandb() -> None:
-    """Wait for W&B's service to write the run out: ``finish`` returns before the offline
-    file is complete, and this process is about to end."""
-    try:
-        import wandb
-
-        wandb.teardown()
-    except Exception:  # pragma: no cover - tracking never fails an evaluation
-        pass
-
-
 def _recorded_fingerprint(run_dir: Path) -> str | None:
     summary = run_dir / "summary.json"
     if not summary.is_file():
@@ -510,8 +499,7 @@ def main(argv=None) -> int:
         return 2
     finally:
         if tracker is not None:
-            tracker.finish()
-            _flush_wandb()
+            tracker.finish()  # waits for W&B to write its offline file
     print_table(result)
     print(f"  written: {run_dir / result['file']} (listed in {run_dir / INDEX})")
     bad = [n for n, m in result["overall"].items() if not m["exact"]]

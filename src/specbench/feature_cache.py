@@ -647,7 +647,7 @@ def main(argv=None) -> int:
     """Print the stored layers and bytes/token for a config, analytically (no model load);
     ``--count-tokens`` loads the tokenizer and data to estimate the whole cache."""
     from specbench.algorithms import get_algorithm
-    from specbench.config import compose, validate
+    from specbench.config import compose_checked
     from specbench.target import config_from_arch
 
     parser = argparse.ArgumentParser(
@@ -661,14 +661,8 @@ def main(argv=None) -> int:
                         help="also load the tokenizer and data and estimate the cache's size")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        try:
-            cfg = compose(args.overrides)
-        except UserError:
-            raise
-        except Exception as err:  # Hydra's override and config errors
-            raise UserError(f"Bad overrides {args.overrides}: {str(err).splitlines()[0]}. See "
-                            "python -m specbench.feature_cache --help.") from err
-        validate(cfg)  # unknown keys (+trainer.typo=1) and out-of-range values
+        # Hydra's errors, unknown keys (+trainer.typo=1) and out-of-range values as messages
+        cfg = compose_checked(args.overrides, "python -m specbench.feature_cache")
         tc = config_from_arch(cfg.model.arch)
         spec = get_algorithm(cfg.algorithm.name).feature_spec(cfg.algorithm, tc)
         layers = stored_layers(cfg.cache, spec, tc)

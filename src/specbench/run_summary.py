@@ -23,8 +23,8 @@ def positions(metrics: dict, prefix: str) -> list[float]:
     return [metrics[f"{prefix}/{k}"] for k in ks]
 
 
-def checklist(run) -> dict:
-    stats, p, tcfg = run.dataset.stats(), run.progress, run.tcfg
+def checklist(run, stats: dict) -> dict:
+    p, tcfg = run.progress, run.tcfg
     return {
         "dataset_rows": stats["rows"], "dataset_sha256": stats["sha256"],
         "train_rows": run.n_train, "eval_rows": len(run.dataset.eval),
@@ -54,12 +54,13 @@ def train_figures(run) -> dict:
 def build_summary(run) -> dict:
     cfg, ev = run.cfg, run.eval_metrics
     ckpt = latest_checkpoint(run.run_dir)
+    stats = run.dataset.stats()
     return {
         "status": run.status, "error": run.error, "algorithm": cfg.algorithm.name,
         "fingerprint": run.fp, "algorithm_config": fairness.algorithm_variables(cfg),
         "algorithm_details": run.model.describe(),
-        "controlled": fairness.controlled_variables(cfg), "dataset": run.dataset.stats(),
-        "checklist": checklist(run),
+        "controlled": fairness.controlled_variables(cfg), "dataset": stats,
+        "checklist": checklist(run, stats),
         "train": train_figures(run),
         "eval_split": {
             "loss": ev.get("eval/loss"),
