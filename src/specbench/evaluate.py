@@ -36,17 +36,12 @@ import torch
 from omegaconf import OmegaConf
 
 from specbench.algorithms import get_algorithm
-from specbench.checkpoint import (
-    read_json,
-    read_run_config,
-    read_run_weights,
-    run_target_config,
-    write_json,
-)
+from specbench.checkpoint import read_run_config, read_run_weights, run_target_config
 from specbench.config import enum_value
 from specbench.data.conversations import embedded_path
 from specbench.decoding import Autoregressive, PromptLookup, speculative_generate
 from specbench.errors import UserError
+from specbench.io import read_json, write_json
 from specbench.log import get_logger
 from specbench.lookahead import Lookahead
 from specbench.target import load_target

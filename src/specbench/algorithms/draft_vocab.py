@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save_file
 
-from specbench.embedded import cache_root
+from specbench.io import cache_root
 
 
 @dataclass

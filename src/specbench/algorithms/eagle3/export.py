@@ -21,7 +21,7 @@ def serving_config(draft_cfg) -> dict:
 
 
 def export_files(run_dir: Path, state: dict, dtype) -> tuple[dict, dict]:
-    from specbench.checkpoint import read_json
+    from specbench.io import read_json
 
     path = Path(run_dir) / "draft_config.json"
     if not path.is_file():
