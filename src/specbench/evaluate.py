@@ -189,8 +189,19 @@ def load_draft(run_dir: Path, cfg, target):
         raise UserError(f"{run_dir / 'draft.safetensors'} does not fit the run's config.json "
                         f"({type(err).__name__}: {str(err)[:200]}): the files are from "
                         "different runs or damaged. Train the run again.") from None
+    draft.calibrate(_heldout_metrics(run_dir))
     # decode in the target's dtype: the frozen buffers borrowed from it are already in it
     return draft.to(device=target.device, dtype=target.model.dtype).eval()
+
+
+def _heldout_metrics(run_dir: Path) -> dict:
+    """The run's final held-out counters (``summary.json`` ``eval_split.metrics``); {} for a run
+    recorded without them."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        return dict((summary.get("eval_split") or {}).get("metrics") or {})
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
 
 
 def check_same_target(recorded, requested, run_dir: Path) -> None:

@@ -66,6 +66,8 @@ def build_summary(run) -> dict:
             "loss": ev.get("eval/loss"),
             "top1": positions(ev, "eval/top1"), "top5": positions(ev, "eval/top5"),
             "tau_sim": ev.get("eval/tau_sim"),
+            # every held-out counter by name (``DraftAlgorithm.calibrate`` reads them)
+            "metrics": {k.removeprefix("eval/"): v for k, v in ev.items()},
         },
         "checkpoint": str(ckpt.relative_to(run.run_dir)) if ckpt else None,
         "weights": "draft.safetensors" if run.status == "completed" else None,

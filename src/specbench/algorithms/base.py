@@ -28,6 +28,8 @@ With defaults (override where the algorithm needs to):
   (saved as safetensors; frozen tensors borrowed from the target are not saved). Default: the
   module's ``state_dict`` (non-persistent buffers excluded), loaded strictly;
 - ``describe()``: derived facts recorded as ``summary.json`` -> ``algorithm_details`` (``{}``);
+- ``calibrate(heldout)``: decoding settings derived from the run's own held-out metrics (for
+  example a static tree built from measured per-rank accuracies), called before decoding;
 - ``serving_config()``: a dict the trainer writes as ``RUN_DIR/draft_config.json`` at start-up,
   for an export that needs facts only the built draft knows; ``None`` (the default): no file;
 - ``export_formats`` / ``export_notes`` / ``export_files(...)``: the serving formats it exports
@@ -93,6 +95,12 @@ class DraftAlgorithm(nn.Module):
 
     def serving_config(self) -> dict | None:
         return None
+
+    def calibrate(self, heldout: dict[str, float]) -> None:
+        """Decoding settings derived from the run's own held-out metrics (every counter of
+        ``loss`` on the held-out split at the end of training, by name, as ``summary.json``
+        records them under ``eval_split.metrics``). ``evaluate`` calls it once, before making
+        any proposer; ``{}`` for a run recorded without them. Default: nothing to derive."""
 
     @classmethod
     def check_decode_settings(cls, cfg, vocab_size: int) -> None:
