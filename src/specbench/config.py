@@ -100,11 +100,15 @@ def within(section: str, key: str, value, low: float, high: float, high_open: bo
             f" ({hint})." if hint else "."))
 
 
-def setting(default: Any = MISSING, help: str = "", *, factory=None):  # noqa: A002 - the help
-    """A schema field with its help text (shown by ``python -m specbench --help``)."""
+def setting(default: Any = MISSING, help: str = "", *, factory=None,  # noqa: A002 - the help
+            decoding: bool = False):
+    """A schema field with its help text (shown by ``python -m specbench --help``).
+    ``decoding``: an algorithm setting that only changes how a trained draft decodes (a tree
+    shape), never its weights, so an evaluation of a finished run may override it."""
+    meta = {"help": help, "decoding": decoding}
     if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
