@@ -34,6 +34,8 @@ With defaults (override where the algorithm needs to):
   for an export that needs facts only the built draft knows; ``None`` (the default): no file;
 - ``export_formats`` / ``export_notes`` / ``export_files(...)``: the serving formats it exports
   to, why it does not export to another one, and the files of one export;
+- ``serving_commands(fmt, export_dir, cfg)``: the engine versions and exact serve command
+  for an export, printed by the exporter;
 - ``check_decode_settings(cfg, vocab_size)``: refuse decoding settings the target's vocabulary
   cannot serve, right after the target loads and before training (default: nothing to check).
 """
@@ -117,6 +119,14 @@ class DraftAlgorithm(nn.Module):
         (``cast``); ``load_target()``: the run's target, for frozen tensors the run did not
         save."""
         raise NotImplementedError
+
+
+    @classmethod
+    def serving_commands(cls, fmt: str, export_dir: Path, cfg) -> list[str]:
+        """How to serve an export of ``fmt`` written to ``export_dir`` (``cfg``: the run's
+        resolved config): lines naming the engine, the versions known to load it and the exact
+        command. ``python -m specbench.export`` prints them. Default: none."""
+        return []
 
 
 def cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
