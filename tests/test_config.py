@@ -141,7 +141,7 @@ def test_multirun_gives_each_job_its_own_run_and_one_fingerprint(tmp_path):
     assert len(ids) == 2 and all(list((r / "wandb").glob("offline-run-*")) for r in runs)
 
 
-@pytest.mark.parametrize("name", ["medusa_vs_eagle3", "num_heads_sweep", "lr_matched",
+@pytest.mark.parametrize("name", ["all_algorithms", "medusa_vs_eagle3", "num_heads_sweep", "lr_matched",
                                   "seed_repeat", "llama3_8b_seed_baseline",
                                   "qwen25_7b_seed_baseline"])
 def test_experiment_presets_compose_as_sweeps(name):
@@ -163,6 +163,11 @@ def test_experiment_presets_compose_as_sweeps(name):
     params = dict(cfg.hydra.sweeper.params)
     allowed = {"algorithm", "algorithm.num_heads", "trainer.lr", "trainer.seed"}
     assert params and set(params) <= allowed, params
+    if name == "all_algorithms":  # every file of conf/algorithm/, so a new one joins in
+        from specbench.algorithms import CONFIGS
+
+        assert params == {"algorithm": "glob(*)"}
+        assert {p.stem for p in (conf_dir() / "algorithm").glob("*.yaml")} == set(CONFIGS)
     if name.endswith("seed_baseline"):
         assert cfg.trainer.lr == 5e-5 and cfg.trainer.max_length == 2048
         assert cfg.model.source.value == "hub" and not cfg.cache.enabled
