@@ -13,6 +13,13 @@ from specbench.algorithms.medusa.config import MedusaConfig
 from specbench.config import enum_value
 from specbench.errors import UserError
 from specbench.losses import linear_cross_entropy
+from specbench.static_tree import (
+    default_tree,
+    order_choices,
+    tree_depth,
+    tree_from_candidates,
+    tree_topk,
+)
 from specbench.target import Features, FeatureSpec
 
 
@@ -231,22 +238,6 @@ def _tree_choices(cfg, num_heads: int) -> list[tuple[int, ...]]:
     return paths
 
 
-def default_tree(num_heads: int, size: int = 32, topk: int = 10) -> list[tuple[int, ...]]:
-    """A static tree of ``size`` nodes: paths of per-head ranks scored by
-    prod_d 0.6^d / (rank_d + 1), best first. A child always scores below its parent, so the set
-    is closed under prefixes. Trained accuracies would give better trees; this is the default
-    before any are measured."""
-    frontier = [((r,), 1.0 / (r + 1)) for r in range(topk)]
-    chosen: list[tuple[tuple[int, ...], float]] = []
-    while frontier and len(chosen) < size:
-        frontier.sort(key=lambda x: -x[1])
-        path, score = frontier.pop(0)
-        chosen.append((path, score))
-        if len(path) < num_heads:
-            frontier += [(path + (r,), score * 0.6 / (r + 1)) for r in range(topk)]
-    return [p for p, _ in chosen]
-
-
 class MedusaTree(MedusaChain):
     """Static tree: node (r_0, .., r_d) carries the r_d-th best token of head d; one target
     pass verifies every path."""
@@ -255,21 +246,16 @@ class MedusaTree(MedusaChain):
 
     def __init__(self, medusa: Medusa, choices: list[tuple[int, ...]]):
         super().__init__(medusa, medusa.num_heads)
-        depth = max(len(c) for c in choices)
+        depth = tree_depth(choices)
         if depth > medusa.num_heads:
             raise ValueError(f"tree depth {depth} exceeds the {medusa.num_heads} heads")
-        self.choices = sorted(choices, key=lambda c: (len(c), c))
-        self.index = {c: i for i, c in enumerate(self.choices)}
-        self.topk = max(max(c) for c in choices) + 1
+        self.choices = order_choices(choices)
+        self.depth, self.topk = depth, tree_topk(choices)
 
     @torch.no_grad()
     def propose(self, ids):
-        from specbench.decoding import Tree
-
         w = next(self.m.parameters())
         h = self.h.to(w.dtype)
         top = [self.m.head_logits(k, h).topk(self.topk).indices.tolist()
-               for k in range(max(len(c) for c in self.choices))]
-        tokens = [top[len(c) - 1][c[-1]] for c in self.choices]
-        parents = [self.index[c[:-1]] if len(c) > 1 else -1 for c in self.choices]
-        return Tree(tokens, parents)
+               for k in range(self.depth)]
+        return tree_from_candidates(self.choices, top)
