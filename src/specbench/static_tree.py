@@ -10,6 +10,9 @@ API (small and stable; both drafters import it):
 
 - ``default_tree(num_heads, size=32, topk=10)``: a heuristic tree of ``size`` nodes, for drafts
   without measured accuracies;
+- ``measured_tree(accuracies, size)``: the tree of ``size`` nodes with the highest expected
+  accepted length under measured per-position, per-rank accuracies (Medusa's construction);
+- ``expected_length(choices, accuracies)``: that expected accepted length (bonus token included);
 - ``order_choices(choices)``: the choices in decoding order (by depth, then rank), as
   ``tree_from_candidates`` lays them out;
 - ``tree_from_candidates(choices, candidates)``: the ``decoding.Tree`` for one step, given each
@@ -20,6 +23,7 @@ API (small and stable; both drafters import it):
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 
 Path = tuple[int, ...]
@@ -39,6 +43,51 @@ def default_tree(num_heads: int, size: int = 32, topk: int = 10) -> list[Path]:
         if len(path) < num_heads:
             frontier += [(path + (r,), score * 0.6 / (r + 1)) for r in range(topk)]
     return [p for p, _ in chosen]
+
+
+def _node_value(path: Path, accuracies: Sequence[Sequence[float]]) -> float:
+    value = 1.0
+    for d, r in enumerate(path):
+        value *= float(accuracies[d][r])
+    return value
+
+
+def measured_tree(accuracies: Sequence[Sequence[float]], size: int) -> list[Path]:
+    """A static tree of ``size`` nodes built from measured accuracies, best node first.
+
+    ``accuracies[d][r]``: how often position d's rank-r candidate is the token the target
+    accepts there (for Medusa, head d's held-out rank-r hit rate); the tree is at most
+    ``len(accuracies)`` deep and uses ranks below ``len(accuracies[d])``. A node's value is the
+    product of the rank accuracies along its path, its chance of being accepted if the
+    positions are independent, so the tree's expected accepted length is 1 + the sum of its
+    values. Nodes are added greedily, highest value first, among the children of the nodes
+    already in (the root's included): the construction of Medusa's ``mc_sim_7b_63`` tree
+    (``medusa/eval/gen_results.py`` there, which adds the next-ranked sibling or the first child
+    of a chosen node; with ranks whose accuracy falls with the rank, as trained heads' do, the
+    two pick the same nodes). Ties go to the shallower node, then the smaller ranks."""
+    heap: list[tuple[float, int, Path]] = []
+
+    def push_children(path: Path) -> None:
+        d = len(path)
+        if d < len(accuracies):
+            for r in range(len(accuracies[d])):
+                child = path + (r,)
+                heapq.heappush(heap, (-_node_value(child, accuracies), d + 1, child))
+
+    chosen: list[Path] = []
+    push_children(())
+    while heap and len(chosen) < size:
+        _, _, path = heapq.heappop(heap)
+        chosen.append(path)
+        push_children(path)
+    return chosen
+
+
+def expected_length(choices: Sequence[Sequence[int]],
+                    accuracies: Sequence[Sequence[float]]) -> float:
+    """Expected tokens per verify step of a static tree under ``accuracies`` (as in
+    ``measured_tree``): 1 (the target's bonus token) + the sum of the node values."""
+    return 1.0 + sum(_node_value(tuple(c), accuracies) for c in choices)
 
 
 def order_choices(choices: Sequence[Sequence[int]]) -> list[Path]:

@@ -22,7 +22,12 @@ from __future__ import annotations
 
 import importlib
 
-from specbench.algorithms.medusa.config import MedusaConfig, MedusaLabels, MedusaLmHead
+from specbench.algorithms.medusa.config import (
+    MedusaConfig,
+    MedusaLabels,
+    MedusaLmHead,
+    MedusaTreeKind,
+)
 
 _MODEL_NAMES = {"Medusa", "MedusaChain", "MedusaTree", "ResidualStack", "default_tree",
                 "_tree_choices"}
@@ -34,4 +39,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MedusaConfig", "MedusaLabels", "MedusaLmHead", *sorted(_MODEL_NAMES)]
+__all__ = ["MedusaConfig", "MedusaLabels", "MedusaLmHead", "MedusaTreeKind", *sorted(_MODEL_NAMES)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from specbench.config import AlgorithmConfig, at_least, positive, setting
+from specbench.config import AlgorithmConfig, at_least, enum_value, positive, setting
 
 
 class MedusaLmHead(str, Enum):
@@ -16,6 +16,11 @@ class MedusaLmHead(str, Enum):
 class MedusaLabels(str, Enum):
     self_distill = "self_distill"
     dataset = "dataset"
+
+
+class MedusaTreeKind(str, Enum):
+    default = "default"
+    measured = "measured"
 
 
 @dataclass
@@ -31,8 +36,14 @@ class MedusaConfig(AlgorithmConfig):
                                    "greedy tokens; dataset: the data's tokens")
     tree_choices: list[list[int]] | None = setting(None, "decoding: the static tree's paths of "
                                                    "per-head ranks, e.g. [[0],[1],[0,0]]; null: "
-                                                   "the default tree of tree_size nodes")
-    tree_size: int = setting(32, "decoding: nodes of the default static tree")
+                                                   "the tree algorithm.tree builds",
+                                                   decoding=True)
+    tree: MedusaTreeKind = setting(MedusaTreeKind.default, "decoding: the static tree of "
+                                   "tree_size nodes; default: a fixed heuristic; measured: "
+                                   "built from the run's held-out per-rank head accuracies "
+                                   "(Medusa's mc_sim construction)", decoding=True)
+    tree_size: int = setting(32, "decoding: nodes of the static tree (algorithm.tree)",
+                             decoding=True)
 
     def __post_init__(self):
         at_least("algorithm", "num_heads", self.num_heads, 1)
@@ -41,3 +52,7 @@ class MedusaConfig(AlgorithmConfig):
         positive("algorithm", "loss_decay", self.loss_decay, "head k is weighted loss_decay^k; "
                  "1.0 is the original unweighted sum")
         at_least("algorithm", "tree_size", self.tree_size, 1)
+        if self.tree_choices is not None and enum_value(self.tree) == "measured":
+            raise ValueError("algorithm.tree=measured builds the tree from measured accuracies, "
+                             "but algorithm.tree_choices also gives one. Set "
+                             "algorithm.tree_choices=null, or algorithm.tree=default.")

@@ -12,15 +12,20 @@ from specbench.algorithms.base import DraftAlgorithm, cast
 from specbench.algorithms.medusa.config import MedusaConfig
 from specbench.config import enum_value
 from specbench.errors import UserError
+from specbench.log import get_logger
 from specbench.losses import linear_cross_entropy
 from specbench.static_tree import (
     default_tree,
+    measured_tree,
     order_choices,
     tree_depth,
     tree_from_candidates,
     tree_topk,
 )
 from specbench.target import Features, FeatureSpec
+
+log = get_logger(__name__)
+RANKS = 10  # held-out counters rank{r}/{k} for r < RANKS: the ranks a measured tree may use
 
 
 class ResidualStack(nn.Module):
@@ -58,7 +63,10 @@ class Medusa(DraftAlgorithm):
         self.labels = enum_value(cfg.labels)
         self.shared = enum_value(cfg.lm_head) == "shared"
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
+        self.tree_kind = "choices" if cfg.tree_choices is not None else enum_value(cfg.tree)
+        self.tree_size = int(cfg.tree_size)
         self.tree_choices = _tree_choices(cfg, self.num_heads)
+        self.rank_accuracy: list[list[float]] | None = None  # set by calibrate
         self.blocks = nn.ModuleList(ResidualStack(hidden_size, cfg.num_layers)
                                     for _ in range(cfg.num_heads))
         # The target's lm_head, frozen: labels for self-distillation, and the shared projection.
@@ -101,8 +109,34 @@ class Medusa(DraftAlgorithm):
         static ``tree`` of top-k candidates per head (``choices``: paths of per-head ranks;
         default ``algorithm.tree_choices``)."""
         if kind == "tree":
-            return MedusaTree(self, choices or self.tree_choices)
+            if choices:
+                return MedusaTree(self, choices, "choices")
+            tree = "measured" if self.tree_kind == "measured" and self.rank_accuracy else \
+                ("choices" if self.tree_kind == "choices" else "default")
+            return MedusaTree(self, self.tree_choices, tree)
         return MedusaChain(self, num_draft or self.num_heads)
+
+    def calibrate(self, heldout: dict[str, float]) -> None:
+        """Keep the held-out per-rank head accuracies (``rank{r}/{k}``); with
+        ``algorithm.tree=measured`` the static tree is built from them (``measured_tree``), or,
+        for a run recorded without them, is the default tree, with a warning."""
+        acc = []
+        for k in range(self.num_heads):
+            row = [heldout.get(f"rank{r}/{k}") for r in range(RANKS)]
+            if any(v is None for v in row):
+                break
+            acc.append([float(v) for v in row])
+        self.rank_accuracy = acc or None
+        if self.tree_kind != "measured":
+            return
+        if self.rank_accuracy is None:
+            log.warning("algorithm.tree=measured: the run's summary.json has no held-out "
+                        "per-rank head accuracies (eval_split.metrics rank{r}/{k}; runs "
+                        "trained before they were recorded lack them), so the Medusa tree is "
+                        "the default tree of algorithm.tree_size=%d nodes. Train the run again "
+                        "for a measured tree.", self.tree_size)
+            return
+        self.tree_choices = measured_tree(self.rank_accuracy, self.tree_size)
 
     @classmethod
     def check_decode_settings(cls, cfg, vocab_size: int) -> None:
@@ -192,10 +226,29 @@ class Medusa(DraftAlgorithm):
             counters[f"top1/{k}"] = (hits1.float(), count)
             counters[f"top5/{k}"] = (hits5.float(), count)
             counters[f"loss/{k}"] = (loss_k.detach() * n, count)
+            if not self.training:  # held-out pass: the per-rank hits a measured tree needs
+                hits = rank_hits(z, weight, y)
+                for r in range(RANKS):
+                    counters[f"rank{r}/{k}"] = (hits[r].float(), count)
             flops += n * self.position_flops()
         tokens = batch["attention_mask"].sum() if "attention_mask" in batch else ids.numel()
         counters["draft_flops"] = (torch.tensor(flops), torch.as_tensor(tokens).float())
         return total, counters
+
+
+def rank_hits(z: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+              chunk: int = 512) -> torch.Tensor:
+    """[RANKS] counts: rows whose label is exactly the r-th best of ``z @ weight.T`` (r logits
+    strictly above the label's own, as ``linear_cross_entropy`` counts top-1; a row with
+    non-finite logits counts nowhere)."""
+    counts = torch.zeros(RANKS + 1, dtype=torch.long, device=z.device)
+    for i in range(0, z.shape[0], chunk):
+        logits = F.linear(z[i: i + chunk], weight.to(z.dtype)).float()
+        own = logits.gather(1, labels[i: i + chunk, None])
+        rank = (logits > own).sum(-1)
+        rank[~(torch.isfinite(logits).all(-1))] = RANKS
+        counts += torch.bincount(rank.clamp(max=RANKS), minlength=RANKS + 1)
+    return counts[:RANKS]
 
 
 class MedusaChain:
@@ -244,8 +297,10 @@ class MedusaTree(MedusaChain):
 
     name = "medusa_tree"
 
-    def __init__(self, medusa: Medusa, choices: list[tuple[int, ...]]):
+    def __init__(self, medusa: Medusa, choices: list[tuple[int, ...]], tree: str = "choices"):
         super().__init__(medusa, medusa.num_heads)
+        # the node budget, stated beside every tree result (tree size is a confound)
+        self.budget = {"nodes": len(choices), "tree": tree}
         depth = tree_depth(choices)
         if depth > medusa.num_heads:
             raise ValueError(f"tree depth {depth} exceeds the {medusa.num_heads} heads")
