@@ -19,6 +19,8 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
                "specbench.algorithms.medusa.config:MedusaConfig"),
     "eagle3": ("specbench.algorithms.eagle3.model:Eagle3",
                "specbench.algorithms.eagle3.config:Eagle3Config"),
+    "hydra": ("specbench.algorithms.hydra.model:Hydra",
+              "specbench.algorithms.hydra.config:HydraConfig"),
 }
 
 
