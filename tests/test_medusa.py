@@ -197,3 +197,116 @@ def test_tree_choices_are_configurable_and_checked():
         cfg.tree_choices = bad
         with pytest.raises(UserError, match="algorithm.tree_choices"):
             Medusa(cfg, 8, 40, head)
+
+
+# ------------------------------------------------ issue 11: a tree from measured accuracies
+def test_held_out_pass_counts_hits_per_rank_and_training_does_not():
+    from specbench.algorithms.medusa.model import RANKS
+
+    m = make(num_heads=3, lm_head="per_head", labels="self_distill")
+    hidden, b = batch()
+    _, train_counters = m.loss(Features(final_hidden=hidden), b)
+    assert not any(k.startswith("rank") for k in train_counters)  # golden curves unchanged
+    m.eval()
+    with torch.no_grad():
+        _, c = m.loss(Features(final_hidden=hidden), b)
+    mask = b["loss_mask"].bool()
+    for k in range(3):
+        span = L - 2 - k
+        valid = mask[:, 2 + k:]
+        greedy = (hidden @ m.target_lm_head.T).argmax(-1)  # target's token at t+1+k
+        y = greedy[:, 1 + k: 1 + k + span][valid]
+        logits = m.head_logits(k, hidden[:, :span][valid])
+        rank = (logits > logits.gather(1, y[:, None])).sum(-1)
+        for r in range(RANKS):
+            num, den = c[f"rank{r}/{k}"]
+            assert float(den) == y.numel() and int(num) == int((rank == r).sum()), (k, r)
+        assert float(c[f"rank0/{k}"][0]) == float(c[f"top1/{k}"][0])  # same convention
+    assert {k for k in c if not k.startswith("rank")} == set(train_counters)
+
+
+def medusa_cfg(**kw):
+    return OmegaConf.structured(MedusaConfig(num_heads=3, **kw))
+
+
+def heldout(acc):
+    return {f"rank{r}/{k}": a for k, row in enumerate(acc) for r, a in enumerate(row)}
+
+
+def test_measured_tree_comes_from_the_calibrated_accuracies():
+    from specbench.static_tree import measured_tree
+
+    acc = [[0.7, 0.1] + [0.02] * 8, [0.5, 0.1] + [0.02] * 8, [0.4, 0.1] + [0.02] * 8]
+    m = Medusa(medusa_cfg(tree="measured", tree_size=12), H, V, torch.randn(V, H))
+    m.calibrate({"top1/0": 0.7, **heldout(acc)})
+    assert m.rank_accuracy == acc
+    assert m.tree_choices == measured_tree(acc, 12)
+    proposer = m.make_proposer("tree")
+    assert proposer.budget == {"nodes": 12, "tree": "measured"}
+    assert sorted(proposer.choices) == sorted(measured_tree(acc, 12))
+    # the default tree at the same budget, whatever was measured
+    d = Medusa(medusa_cfg(tree_size=12), H, V, torch.randn(V, H))
+    d.calibrate(heldout(acc))
+    assert d.make_proposer("tree").budget == {"nodes": 12, "tree": "default"}
+    assert d.tree_choices != m.tree_choices
+
+
+def test_measured_tree_without_counters_falls_back_with_a_warning(capsys):
+    from specbench.algorithms.medusa import default_tree
+
+    m = Medusa(medusa_cfg(tree="measured", tree_size=20), H, V, torch.randn(V, H))
+    m.calibrate({"top1/0": 0.5, "top1/1": 0.3})  # a run recorded before the rank counters
+    err = capsys.readouterr().err
+    assert "algorithm.tree=measured" in err and "no held-out per-rank head accuracies" in err
+    assert "default tree of algorithm.tree_size=20 nodes" in err
+    assert m.tree_choices == default_tree(3, 20)
+    assert m.make_proposer("tree").budget == {"nodes": 20, "tree": "default"}
+
+
+def test_tree_settings_are_decoding_only_and_exclusive():
+    import dataclasses
+
+    fields = {f.name: f.metadata.get("decoding") for f in dataclasses.fields(MedusaConfig)}
+    assert {k for k, v in fields.items() if v} == {"tree", "tree_size", "tree_choices"}
+    with pytest.raises(ValueError, match="algorithm.tree=measured .* algorithm.tree_choices"):
+        MedusaConfig(tree="measured", tree_choices=[[0]])
+
+
+def test_a_tiny_run_records_rank_accuracies_and_evaluates_a_measured_tree(conv_file, tmp_path):
+    import json
+
+    from specbench.config import compose
+    from specbench.evaluate import evaluate
+    from specbench.trainer import train
+
+    from .conftest import tiny_overrides
+
+    run = tmp_path / "run"
+    train(compose(tiny_overrides(conv_file, **{"trainer.max_steps": 1})), run)
+    metrics = json.loads((run / "summary.json").read_text())["eval_split"]["metrics"]
+    assert {f"rank{r}/0" for r in range(10)} <= set(metrics)
+    result = evaluate(run, {"num_prompts": 1, "max_new_tokens": 4}, label="measured",
+                      algorithm_overrides=["algorithm.tree=measured",
+                                           "algorithm.tree_size=16"])
+    assert result["settings"]["budget"]["medusa_tree"] == {"nodes": 16, "tree": "measured"}
+
+
+def test_serving_commands_name_vllm_032_and_the_exact_line():
+    import json
+    import shlex
+
+    cfg = OmegaConf.create({"algorithm": {"num_heads": 3},
+                            "model": {"source": "hub", "hub_id": "org/target",
+                                      "revision": None, "path": None}})
+    lines = Medusa.serving_commands("vllm", "/exports/medusa", cfg)
+    text = "\n".join(lines)
+    assert "vLLM <= 0.32" in text and "vLLM 0.33 removed Medusa" in text
+    assert "SGLang: no Medusa support" in text
+    serve = next(x.strip() for x in lines if x.strip().startswith("vllm serve"))
+    argv = shlex.split(serve)
+    assert argv[:3] == ["vllm", "serve", "org/target"] and argv[3] == "--speculative-config"
+    assert json.loads(argv[4]) == {"method": "medusa", "model": "/exports/medusa",
+                                   "num_speculative_tokens": 3}
+    cfg.model.revision = "abc123"
+    serve = next(x for x in Medusa.serving_commands("vllm", "/e", cfg) if "vllm serve" in x)
+    assert "org/target --revision abc123 --speculative-config" in serve

@@ -4,6 +4,9 @@ See the package docstring for the alignment."""
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -142,6 +145,8 @@ class Medusa(DraftAlgorithm):
     def check_decode_settings(cls, cfg, vocab_size: int) -> None:
         """Tree ranks (``algorithm.tree_choices``) at or above the vocabulary size."""
         top = max(max(p) for p in _tree_choices(cfg, int(cfg.num_heads)))
+        if cfg.tree_choices is None and enum_value(cfg.tree) == "measured":
+            top = max(top, RANKS - 1)  # a measured tree may use any counted rank
         if top >= vocab_size:
             raise UserError(f"algorithm.tree_choices uses rank {top}, but the target's "
                             f"vocabulary has {vocab_size} tokens (ranks 0..{vocab_size - 1}). "
@@ -170,6 +175,27 @@ class Medusa(DraftAlgorithm):
             "torch_dtype": str(dtype).removeprefix("torch."),
         }
         return config, cast(tensors, dtype)
+
+    @classmethod
+    def serving_commands(cls, fmt: str, export_dir, cfg) -> list[str]:
+        """vLLM <= 0.32 only: vLLM 0.33 removed the Medusa method, model and config (checked in
+        the 0.32.0 and 0.33.0 wheels: 0.32.0 has ``vllm/model_executor/models/medusa.py``,
+        ``vllm/transformers_utils/configs/medusa.py`` and ``"medusa"`` in
+        ``vllm/config/speculative.py``'s methods; 0.33.0 names Medusa nowhere). vLLM's
+        MedusaConfig sets its head count to ``num_speculative_tokens``, so K = num_heads."""
+        k = int(cfg.algorithm.num_heads)
+        spec = json.dumps({"method": "medusa", "model": str(export_dir),
+                           "num_speculative_tokens": k})
+        target, extra = _serve_target(cfg.model)
+        return [
+            "vLLM <= 0.32 (the format of vLLM 0.32.0's MedusaModel; vLLM 0.33 removed Medusa, "
+            "its method, model and config, and cannot load this export):",
+            f"  vllm serve {shlex.quote(target)}{extra} --speculative-config "
+            f"{shlex.quote(spec)}",
+            f"  vLLM drafts a top-1 chain of the {k} heads (no static tree); keep "
+            "num_speculative_tokens at num_heads.",
+            "SGLang: no Medusa support.",
+        ]
 
     # ------------------------------------------------------------------------ the model
     def head_logits(self, k: int, hidden: torch.Tensor) -> torch.Tensor:
@@ -271,6 +297,22 @@ class MedusaChain:
 
     def accept(self, ids, n_new, out):
         self.h = out.final_hidden[0, -1]
+
+
+def _serve_target(model_cfg) -> tuple[str, str]:
+    """The target as ``vllm serve`` takes it, and extra flags: the hub id (and revision), the
+    local directory, or the embedded SmolLM2's dequantised copy the runs trained on."""
+    source = enum_value(model_cfg.source)
+    if source == "hub":
+        rev = model_cfg.revision
+        return str(model_cfg.hub_id), (f" --revision {shlex.quote(str(rev))}" if rev else "")
+    if source == "local":
+        return str(model_cfg.path), ""
+    if source == "embedded":
+        from specbench.embedded import embedded_model_dir
+
+        return str(embedded_model_dir()), ""
+    return "<the target's model directory: model.source=random has none>", ""
 
 
 def _tree_choices(cfg, num_heads: int) -> list[tuple[int, ...]]:
