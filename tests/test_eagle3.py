@@ -172,7 +172,7 @@ def reference_loss(m: Eagle3, outs, final_hidden, ids, mask):
 def _setup(model_name, ttt=3, attention="diagonal"):
     target = load_target(compose([f"model={model_name}"]).model)
     n = target.config.num_hidden_layers
-    cfg = cfg_of(ttt_length=ttt, attention=attention, draft_vocab_size=160, aux_layers=[0, 1, n - 1])
+    cfg = cfg_of(ttt_length=ttt, attention=attention, draft_vocab_size=160, aux_layers=[0, 1, n - 2])
     draft_ids = torch.arange(0, 320, 2)  # every other token: some argmaxes fall outside
     torch.manual_seed(0)
     m = Eagle3(cfg, target.config, target.embed_tokens.weight, target.lm_head.weight, draft_ids)
@@ -276,7 +276,7 @@ def test_trains_end_to_end_on_tiny_target(tmp_path, conv_file):
     assert s["status"] == "completed" and len(s["train"]["top1"]) == 3
     d = s["algorithm_details"]
     assert d["draft_vocab_size"] == 64 and 0 < d["draft_vocab_coverage"] <= 1
-    assert d["aux_layers"] == [1, 1, 0] and d["attention"] == "diagonal"
+    assert d["aux_layers"] == [0, 1, 2] and d["attention"] == "diagonal"
     # same controlled settings as a Medusa run: same fingerprint
     medusa = compose(tiny_overrides(conv_file, **{"trainer.max_steps": 4}))
     from specbench import fairness
@@ -318,3 +318,145 @@ def test_a_later_batch_without_pairs_gives_a_zero_loss_that_backpropagates():
     m._trained_pairs = False  # the first batch: refused
     with pytest.raises(UserError, match="algorithm.draft_vocab_size"):
         m.loss(feats, batch)
+
+
+# ----------------------------------------------------------------- aux layers (issue 11)
+
+@pytest.mark.parametrize("n, expected", [(4, [0, 1, 2]), (5, [0, 1, 3]), (6, [0, 2, 4]),
+                                         (7, [1, 2, 3]), (30, [1, 14, 26]), (32, [1, 15, 28])])
+def test_default_aux_layers_are_sorted_unique_and_below_the_last_layer(n, expected):
+    """Issue 11: the default [1, n//2-1, n-4] gave [1, 1, 0] on the 4-layer tiny models
+    (vLLM sorts and de-duplicates the ids: 2 features where fc expects 3). It is kept
+    wherever it is valid (SmolLM2's 30 layers, Llama-3's 32)."""
+    from specbench.algorithms.eagle3 import default_aux_layers
+
+    assert default_aux_layers(n) == expected
+    with pytest.raises(UserError, match="at least 4 decoder layers.*has 3"):
+        default_aux_layers(3)
+
+
+@pytest.mark.parametrize("layers, fragment", [
+    ([2, 1, 0], "sorted, unique"), ([1, 1, 2], "sorted, unique"), ([0, 1], "3 sorted"),
+    ([-1, 0, 1], "sorted, unique")])
+def test_aux_layers_config_rule(layers, fragment):
+    with pytest.raises(ValueError, match=f"algorithm.aux_layers=.*{fragment}"):
+        Eagle3Config(aux_layers=layers)
+
+
+def test_aux_layers_must_be_below_the_last_layer():
+    """Issue 11: the last layer's output is read pre-norm by the training hook but as
+    hidden_states[n] (post-norm) in decoding, and SGLang can never capture it."""
+    from specbench.algorithms.eagle3 import aux_layers_of
+
+    target = config_from_arch(compose(["model=tiny-llama"]).model.arch)  # 4 layers
+    assert aux_layers_of(cfg_of(aux_layers=[0, 1, 2]), target) == [0, 1, 2]
+    with pytest.raises(UserError, match=r"algorithm.aux_layers=\[0, 1, 3\].*ids 0..2.*"
+                                        r"\[0, 1, 2\]"):
+        aux_layers_of(cfg_of(aux_layers=[0, 1, 3]), target)
+    from specbench.config import validate
+
+    with pytest.raises(UserError, match="last layer"):
+        validate(compose(["model=tiny-llama", "algorithm=eagle3", "algorithm.aux_layers=[0,1,3]"]))
+    small = compose(["model=tiny-llama"]).model.arch
+    small.num_hidden_layers = 3
+    with pytest.raises(UserError, match="at least 4 decoder layers"):
+        aux_layers_of(cfg_of(), config_from_arch(small))
+
+
+def test_vllm_layer_ids_are_one_above_and_inside_the_target():
+    """vLLM 0.33 captures the *input* of its layer ids (gpu_model_runner's
+    eagle_aux_hidden_state_layer_ids, llama.py's _maybe_add_hidden_state(idx + 1)): id i+1 for
+    specbench's layer i, all in 1..n-1 under the new rule."""
+    for model in ("tiny-llama", "llama3-8b", "smollm2-135m"):
+        target = config_from_arch(compose([f"model={model}"]).model.arch)
+        c = draft_config(cfg_of(), target)
+        ours = c.eagle_config["eagle_aux_hidden_state_layer_ids"]
+        assert c.eagle_aux_hidden_state_layer_ids == [i + 1 for i in ours]
+        assert all(1 <= j <= target.num_hidden_layers - 1 for j in
+                   c.eagle_aux_hidden_state_layer_ids)
+
+
+def test_decoding_reads_the_features_training_reads():
+    """The features the decoder fuses (proposers.py, VerifyOutput.layer_output) equal those
+    the training hook captures (target.features), for the default layers of tiny-llama."""
+    from specbench.decoding import VerifyOutput
+
+    target = load_target(compose(["model=tiny-llama"]).model)
+    m = Eagle3(cfg_of(), target.config, target.embed_tokens.weight, target.lm_head.weight,
+               torch.arange(320))
+    ids = torch.arange(40, 53)[None]
+    feats = target.features(ids, torch.ones_like(ids), m.feature_spec(cfg_of(), target.config))
+    with torch.no_grad():
+        out = target.model(input_ids=ids, output_hidden_states=True)
+    decoded = m.make_proposer()._features(VerifyOutput(out.hidden_states))
+    trained = m.fc(torch.cat([feats.layers[i] for i in m.aux_layers], dim=-1))
+    assert m.aux_layers == [0, 1, 2]
+    assert torch.equal(decoded, trained)
+
+
+# ------------------------------------------------------------- EAGLE-2 tree (issue 11)
+
+def test_tree_settings_follow_the_reference():
+    """SafeAILab/EAGLE (eagle/model/cnets.py topK_genrate, evaluation/gen_ea_answer_*.py):
+    --top-k 10 --depth 5 --total-token 60; depth + 1 levels, total_token with the root."""
+    from specbench.algorithms.eagle3.config import tree_settings
+
+    t = tree_settings(cfg_of())
+    assert {k: t[k] for k in ("top_k", "depth", "total_token")} == {
+        "top_k": 10, "depth": 5, "total_token": 60}
+    target = load_target(compose(["model=tiny-llama"]).model)
+    m = Eagle3(cfg_of(), target.config, target.embed_tokens.weight, target.lm_head.weight,
+               torch.arange(320))
+    tree = m.make_proposer("tree")
+    assert tree.budget == {"top_k": 10, "depth": 5, "total_token": 60, "levels": 6,
+                           "max_nodes": 59}
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        out = target.model(input_ids=torch.arange(50, 61)[None], output_hidden_states=True)
+    from specbench.decoding import VerifyOutput
+
+    ids = list(range(50, 61)) + [int(out.logits[0, -1].argmax())]
+    for top_k, depth, total in ((10, 5, 60), (2, 3, 5), (3, 0, 60)):
+        p = m.make_proposer("tree", top_k=top_k, depth=depth, total_token=total)
+        p.start(ids, VerifyOutput(out.hidden_states))
+        t = p.propose(ids)
+        assert len(t.tokens) == p.budget["max_nodes"] == min(total - 1, top_k + depth * top_k ** 2)
+        levels = []
+        for i in range(len(t.tokens)):
+            d, j = 1, t.parents[i]
+            while j >= 0:
+                d, j = d + 1, t.parents[j]
+            levels.append(d)
+        assert max(levels) <= depth + 1
+    assert max(levels) == 1  # depth 0: the root's children only
+
+
+def test_old_runs_tree_settings_read_with_their_old_meaning(tmp_path):
+    """A run recorded before the rename carries tree_top_k / tree_depth (drafted levels) /
+    tree_total_tokens (nodes without the root): read_run_config still reads it, and its tree
+    is the one it was evaluated with (depth = levels - 1, total_token = nodes + 1)."""
+    import json
+
+    from specbench.algorithms.eagle3.config import tree_settings
+    from specbench.checkpoint import read_run_config
+
+    cfg = compose(["model=tiny-llama", "algorithm=eagle3"])
+    data = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for key in ("top_k", "depth", "total_token"):
+        data["algorithm"].pop(key)
+    data["algorithm"].update(tree_top_k=8, tree_depth=5, tree_total_tokens=32)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    old = read_run_config(tmp_path)
+    t = tree_settings(old.algorithm)
+    assert (t["top_k"], t["depth"], t["total_token"]) == (8, 4, 33)
+    assert t["source"] == {"top_k": "tree_top_k", "depth": "tree_depth",
+                           "total_token": "tree_total_tokens"}
+    old.algorithm.depth = 2  # a new-name override of a recorded run wins
+    assert tree_settings(old.algorithm)["depth"] == 2
+    from specbench.config import validate
+
+    with pytest.raises(UserError, match="algorithm.depth=-1 must be at least 0"):
+        validate(compose(["algorithm=eagle3", "algorithm.depth=-1"]))
+    with pytest.raises(UserError, match="algorithm.total_token=1 must be at least 2"):
+        validate(compose(["algorithm=eagle3", "algorithm.total_token=1"]))

@@ -7,6 +7,9 @@ What each algorithm writes is its own (``export_formats`` and ``export_files`` o
 see ``algorithms/base.py``): EAGLE-3 exports to both formats (``LlamaForCausalLMEagle3``),
 Medusa to vLLM's ``MedusaModel`` (SGLang has no Medusa). Every export is ``config.json`` and
 ``model.safetensors``; floating tensors are cast to ``--dtype``, integer and bool ones kept.
+The algorithm's ``serving_commands`` (the engine versions known to load the export and the
+exact serve command, docs/serving.md) are printed after the export and written to
+``SERVING.md`` in it.
 
 A run that did not finish (no ``draft.safetensors``: stopped or interrupted before its last
 step) is exported from its latest checkpoint only with ``--allow-unfinished``.
@@ -122,10 +125,23 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None,
 
     config, tensors = get_algorithm(name).export_files(fmt, run_dir, cfg, state, DTYPES[dtype],
                                                        target)
+    commands = get_algorithm(name).serving_commands(fmt, dest.resolve(), cfg)
     with staged_dir(dest, MARKER, protect) as tmp:
         save_weights(tmp / "model.safetensors", tensors, {"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if commands:
+            (tmp / "SERVING.md").write_text(serving_text(name, fmt, commands))
+    if commands:
+        log.info(f"serve {dest} with (also in {dest / 'SERVING.md'}; docs/serving.md):\n"
+                 + "\n".join(commands))
     return dest
+
+
+def serving_text(algorithm: str, fmt: str, commands: list[str]) -> str:
+    """SERVING.md of an export: the algorithm's serve lines (``serving_commands``)."""
+    return (f"# Serving this export ({algorithm}, --format {fmt})\n\nWritten by "
+            "`python -m specbench.export`; see specbench's docs/serving.md for which engine "
+            "versions load which format.\n\n```bash\n" + "\n".join(commands) + "\n```\n")
 
 
 def main(argv=None) -> int:

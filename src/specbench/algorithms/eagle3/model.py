@@ -18,6 +18,7 @@ from specbench.algorithms.eagle3.config import (
     Eagle3Config,
     aux_layers_of,
     draft_config,
+    tree_settings,
 )
 from specbench.algorithms.eagle3.layers import DraftLayer, RMSNorm
 from specbench.algorithms.eagle3.proposers import Eagle3Chain, Eagle3Tree
@@ -49,8 +50,8 @@ class Eagle3(DraftAlgorithm):
         self.draft_cfg = c
         self.aux_layers = aux_layers_of(cfg, target_config)
         self.ttt_length = int(cfg.ttt_length)  # ranges: Eagle3Config.__post_init__
-        self.tree = {"top_k": int(cfg.tree_top_k), "depth": int(cfg.tree_depth),
-                     "total_tokens": int(cfg.tree_total_tokens)}  # ranges: Eagle3Config
+        tree = tree_settings(cfg)  # ranges: Eagle3Config
+        self.tree = {k: tree[k] for k in ("top_k", "depth", "total_token")}
         self.decay = float(cfg.step_decay)
         self.attention = enum_value(cfg.attention)
         self.coverage = coverage
@@ -114,14 +115,19 @@ class Eagle3(DraftAlgorithm):
 
     @classmethod
     def check_decode_settings(cls, cfg, vocab_size: int) -> None:
-        """An ``algorithm.tree_top_k`` above the draft vocabulary."""
+        """An ``algorithm.top_k`` above the draft vocabulary."""
         dv = int(cfg.draft_vocab_size or DEFAULT_DRAFT_VOCAB.get(vocab_size,
                                                                 min(vocab_size, 32000)))
-        k = int(cfg.tree_top_k)
+        tree = tree_settings(cfg)
+        k, key = tree["top_k"], tree["source"]["top_k"]
         if k > min(dv, vocab_size):
-            raise UserError(f"algorithm.tree_top_k={k} exceeds the draft vocabulary of "
+            raise UserError(f"algorithm.{key}={k} exceeds the draft vocabulary of "
                             f"{min(dv, vocab_size)} tokens (algorithm.draft_vocab_size, at most "
-                            f"the target's {vocab_size}). Lower algorithm.tree_top_k.")
+                            f"the target's {vocab_size}). Lower algorithm.top_k.")
+
+    @classmethod
+    def serving_commands(cls, fmt, export_dir, cfg) -> list[str]:
+        return export.serving_commands(fmt, export_dir, cfg)
 
     def _layer_macs(self, context: float) -> float:
         """Multiply-accumulates of the draft layer at one position with ``context`` keys."""
@@ -176,15 +182,17 @@ class Eagle3(DraftAlgorithm):
 
     def make_proposer(self, kind: str = "chain", num_draft: int | None = None,
                       top_k: int | None = None, depth: int | None = None,
-                      total_tokens: int | None = None):
+                      total_token: int | None = None):
         """Drafting for the lossless decoder: a ``chain`` of autoregressive draft steps with
         the draft's own KV cache, feeding back its hidden states as in training; or the
-        EAGLE-2 dynamic ``tree``: expand the ``top_k`` best nodes per depth by cumulative
-        log-probability, keep the best ``total_tokens`` (defaults: algorithm.tree_top_k,
-        tree_depth, tree_total_tokens)."""
+        EAGLE-2 dynamic ``tree`` in the reference's terms: each level keeps the ``top_k`` best
+        nodes by cumulative log-probability and expands each into ``top_k`` children, for
+        ``depth`` + 1 levels; the best ``total_token`` - 1 nodes (plus the root) are verified
+        (defaults: algorithm.top_k, depth, total_token)."""
         if kind == "tree":
-            return Eagle3Tree(self, top_k or self.tree["top_k"], depth or self.tree["depth"],
-                              total_tokens or self.tree["total_tokens"])
+            t = self.tree
+            return Eagle3Tree(self, top_k or t["top_k"], t["depth"] if depth is None else depth,
+                              total_token or t["total_token"])
         return Eagle3Chain(self, num_draft or self.ttt_length)
 
     def draft_logits(self, hidden: torch.Tensor) -> torch.Tensor:

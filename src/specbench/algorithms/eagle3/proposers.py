@@ -68,15 +68,26 @@ class Eagle3Chain:
 
 
 class Eagle3Tree(Eagle3Chain):
-    """EAGLE-2 dynamic tree on the EAGLE-3 draft. A node at depth d runs at RoPE position
-    N-1+d and attends the real positions plus its own expanded ancestors: along any path this
-    is exactly the chain (and the training-time-test) pattern."""
+    """EAGLE-2 dynamic tree on the EAGLE-3 draft, with the reference's settings (SafeAILab/EAGLE
+    ``topK_genrate``): the root's ``top_k`` children form level 1; then ``depth`` times, the
+    ``top_k`` best nodes of the newest level (cumulative log-probability) are run through the
+    draft and each gets ``top_k`` children, so depth + 1 levels; the best ``total_token`` - 1
+    nodes are verified with the root. A node at level d runs at RoPE position N-1+d and attends
+    the real positions plus its own ancestors: along any path this is exactly the chain (and
+    the training-time-test) pattern."""
 
     name = "eagle3_tree"
 
-    def __init__(self, model: Eagle3, top_k: int, depth: int, total_tokens: int):
-        super().__init__(model, depth)
-        self.top_k, self.depth, self.total = top_k, depth, total_tokens
+    def __init__(self, model: Eagle3, top_k: int, depth: int, total_token: int):
+        super().__init__(model, depth + 1)
+        self.top_k, self.depth, self.total = top_k, depth, total_token
+        candidates = top_k + depth * top_k * top_k
+        # the node budget, stated beside every tree result (tree size is a confound)
+        self.budget = {"top_k": top_k, "depth": depth, "total_token": total_token,
+                       "levels": depth + 1, "max_nodes": min(total_token - 1, candidates)}
+
+    def describe(self) -> dict:
+        return dict(self.budget)
 
     @torch.no_grad()
     def propose(self, ids):
@@ -103,7 +114,7 @@ class Eagle3Tree(Eagle3Chain):
         frontier = add_children(m.draft_logits(self.last[0]), [-1], [0.0], 1)
         hidden_of: dict[int, torch.Tensor] = {}
         slot: dict[int, int] = {}  # node -> its index in the draft cache
-        for d in range(1, self.depth):
+        for d in range(1, self.depth + 1):
             frontier = sorted(frontier, key=lambda i: -scores[i])[: self.top_k]
             hid = torch.stack([hidden_of.get(parents[i], self.last[0, 0]) for i in frontier])
             toks = torch.tensor([[tokens[i] for i in frontier]])  # target ids, as embedded
@@ -126,7 +137,7 @@ class Eagle3Tree(Eagle3Chain):
                                     [scores[i] for i in frontier], d + 1)
         # best nodes; a parent scores >= its children and is created first, so the
         # selection is closed under ancestors
-        chosen = sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[: self.total]
+        chosen = sorted(range(len(tokens)), key=lambda i: (-scores[i], i))[: self.total - 1]
         chosen = sorted(chosen)
         index = {node: j for j, node in enumerate(chosen)}
         return Tree([tokens[i] for i in chosen],
