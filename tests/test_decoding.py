@@ -38,11 +38,15 @@ class Oracle:
         pass
 
 
+@torch.no_grad()
 def greedy_reference(target, prompt, n):
-    ids = torch.tensor([prompt])  # an explicit mask: generate() would mask token 0 as padding
-    out = target.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
-                                do_sample=False, min_new_tokens=n, pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+    """Plain greedy decoding: a full forward over the whole sequence, argmax, n times (no
+    generate(): its min_new_tokens masks EOS, and then it is not greedy where greedy picks EOS)."""
+    ids = list(prompt)
+    for _ in range(n):
+        logits = target.model(input_ids=torch.tensor([ids])).logits
+        ids.append(int(logits[0, -1].argmax()))
+    return ids[len(prompt):]
 
 
 def drafts(target):

@@ -285,6 +285,16 @@ class TrackerConfig:
     tags: list[str] = setting(help="W&B tags", factory=list)
 
 
+class LookaheadVariant(str, Enum):
+    reference = "reference"  # lade's warm-up, LRU pool, no bonus after a fully matched guess
+    specbench = "specbench"  # before issue 11: random levels, oldest-first pool, bonus kept
+
+
+class PromptLookupMatch(str, Enum):
+    earliest = "earliest"  # the reference's and transformers' rule
+    latest = "latest"  # before issue 11
+
+
 @dataclass
 class LookaheadConfig:
     """Lookahead decoding, the training-free baseline (docs/lookahead.md)."""
@@ -292,6 +302,9 @@ class LookaheadConfig:
     level: int = setting(5, "n-gram size N (at least 3)")
     window: int = setting(7, "Jacobi window W")
     guess: int = setting(7, "n-grams verified per step G")
+    variant: LookaheadVariant = setting(LookaheadVariant.reference, "reference: lade's "
+                                        "behaviour (the tables' default); specbench: the "
+                                        "pre-issue-11 one (docs/lookahead.md)")
     # checked in DecodeConfig.__post_init__, only when the evaluation runs
 
 
@@ -311,6 +324,9 @@ class DecodeConfig:
                                   "(exactness against greedy is guaranteed in float32 only)")
     prompt_lookup_ngram: int = setting(3, "prompt lookup: longest n-gram matched in the context")
     prompt_lookup_draft: int = setting(10, "prompt lookup: tokens proposed after a match")
+    prompt_lookup_match: PromptLookupMatch = setting(
+        PromptLookupMatch.earliest, "prompt lookup: which earlier occurrence of the n-gram is "
+        "used; earliest: the reference's and transformers' rule; latest: the most recent")
     lookahead: LookaheadConfig = setting(help="Lookahead decoding's N, W, G",
                                          factory=LookaheadConfig)
 

@@ -6,7 +6,13 @@ token is pending. One step: the proposer drafts a chain or a tree of tokens; a s
 ids) gives the target's greedy choice after each node; the longest path whose tokens match is
 accepted plus the target's own next token (the bonus), and the cache keeps exactly the accepted
 positions. The output is therefore the target's greedy output,
-token for token; ``speculative_generate`` counts target forwards, so tau = new tokens / forwards.
+token for token.
+
+tau is the reference definition (EAGLE's and Spec-Bench's evaluation): the mean over verify steps
+of the tokens one step commits, accepted + 1, the prefill left out, and the last step counted in
+full even when EOS or the token budget cuts it (the reference counts ``accept_length + 1`` before
+it looks for EOS or the budget). Plain greedy reads tau = 1. The older figure, new tokens /
+target forwards with the prefill counted, stays as ``tokens_per_forward``.
 
 Proposers implement ``start(ids, out)``, ``propose(ids) -> list[int] | Tree`` and
 ``accept(ids, n_new, out)``, where ``out`` is the verify forward's ``VerifyOutput`` restricted to
@@ -39,11 +45,20 @@ class GenerationResult:
     tokens: list[int]  # generated tokens (prompt excluded)
     target_forwards: int  # target forwards, the prefill included (so greedy has tau = 1)
     accepted: list[int] = field(default_factory=list)  # draft tokens accepted per step
+    step_tokens: list[int] = field(default_factory=list)  # tokens each verify step committed
+    # (accepted + 1, or accepted where the proposer drops the bonus), before any EOS/budget cut
+    draft_nodes: list[int] = field(default_factory=list)  # draft nodes verified per step
     draft_time_s: float = 0.0
     total_time_s: float = 0.0
 
     @property
     def tau(self) -> float:
+        """The reference tau: mean tokens per verify step (prefill excluded); 1 with no step."""
+        return sum(self.step_tokens) / len(self.step_tokens) if self.step_tokens else 1.0
+
+    @property
+    def tokens_per_forward(self) -> float:
+        """New tokens / target forwards, the prefill included (specbench's tau before issue 11)."""
         return len(self.tokens) / max(1, self.target_forwards)
 
 
@@ -62,14 +77,23 @@ class Autoregressive:
         pass
 
 
+PROMPT_LOOKUP_MATCHES = ("earliest", "latest")
+
+
 class PromptLookup:
     """Prompt lookup decoding: match the last n-gram (n = max_ngram..1) earlier in the context
-    and propose the tokens that followed it."""
+    and propose the tokens that followed it. ``match``: which earlier occurrence wins when there
+    are several; "earliest" is the reference's and transformers' ``prompt_lookup_num_tokens``
+    rule (the first occurrence with a continuation), "latest" the most recent one
+    (specbench before issue 11)."""
 
     name = "prompt_lookup"
 
-    def __init__(self, max_ngram: int = 3, num_draft: int = 10):
-        self.max_ngram, self.num_draft = max_ngram, num_draft
+    def __init__(self, max_ngram: int = 3, num_draft: int = 10, match: str = "earliest"):
+        if match not in PROMPT_LOOKUP_MATCHES:
+            raise ValueError(f"decode.prompt_lookup_match={match!r}: use one of "
+                             f"{', '.join(PROMPT_LOOKUP_MATCHES)}.")
+        self.max_ngram, self.num_draft, self.match = max_ngram, num_draft, match
 
     def start(self, ids, out):
         pass
@@ -77,7 +101,9 @@ class PromptLookup:
     def propose(self, ids):
         for n in range(min(self.max_ngram, len(ids) - 1), 0, -1):
             pattern = ids[-n:]
-            for start in range(len(ids) - n - 1, -1, -1):  # latest earlier match first
+            starts = range(len(ids) - n) if self.match == "earliest" \
+                else range(len(ids) - n - 1, -1, -1)
+            for start in starts:  # every earlier occurrence (the last n-gram itself excluded)
                 if ids[start: start + n] == pattern:
                     follow = ids[start + n: start + n + self.num_draft]
                     if follow:
@@ -109,6 +135,9 @@ class Tree:
     tokens: list[int]
     parents: list[int]
     side: SideBranch | None = None
+    # True: an accepted path that ends at a leaf commits no bonus token (the target's token
+    # after the leaf is left for the next step, as lade does for a fully matched guess)
+    no_bonus_at_leaf: bool = False
 
     @classmethod
     def chain(cls, tokens) -> Tree:
@@ -179,6 +208,45 @@ def keep_cache_positions(cache, n_cached: int, keep: list[int]) -> None:
         layer.values = layer.values.index_select(2, index.to(layer.values.device))
 
 
+def _fit_budget(tree: Tree, room: int) -> Tree:
+    """``tree`` without the nodes deeper than ``room`` (never draft past the token budget)."""
+    if len(tree.tokens) <= room:
+        return tree
+    keep_nodes = [i for i, d in enumerate(tree.depths()) if d <= room]
+    remap = {old: new for new, old in enumerate(keep_nodes)}
+    return Tree([tree.tokens[i] for i in keep_nodes],
+                [remap.get(tree.parents[i], -1) for i in keep_nodes], tree.side,
+                tree.no_bonus_at_leaf)
+
+
+def _longest_path(tree: Tree, greedy: list[int]) -> tuple[list[int], bool]:
+    """The accepted path (indices into [root, nodes...], root left out) and whether it ends at
+    a leaf."""
+    children: dict[int, list[int]] = {}
+    for i, p in enumerate(tree.parents):
+        children.setdefault(p + 1, []).append(i + 1)
+    path, cur = [], 0
+    while True:
+        nxt = next((c for c in children.get(cur, []) if tree.tokens[c - 1] == greedy[cur]), None)
+        if nxt is None:
+            return path, bool(path) and cur not in children
+        path.append(nxt)
+        cur = nxt
+
+
+def _verify(model, device, cache, ids: list[int], tree: Tree):
+    """One target forward over [pending token, tree nodes, side tokens]."""
+    n_cached = len(ids) - 1
+    side = tree.side
+    inputs = torch.tensor([[ids[-1], *tree.tokens, *(side.tokens if side else [])]],
+                          device=device)
+    positions = n_cached + torch.tensor(
+        [[0, *tree.depths(), *(side.offsets if side else [])]], device=device)
+    mask = None if tree.is_chain() and side is None else tree_attention_mask(
+        tree, n_cached, model.dtype).to(device)
+    return _target_forward(model, inputs, cache, positions, mask)
+
+
 @torch.no_grad()
 def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens: int,
                          eos_ids: set[int]) -> GenerationResult:
@@ -198,49 +266,31 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
         t_draft = time.perf_counter()
         draft = proposer.propose(ids)
         tree = draft if isinstance(draft, Tree) else Tree.chain([int(t) for t in draft])
-        if len(tree.tokens) > max_new_tokens - len(result.tokens):  # never draft past the budget
-            depth = max_new_tokens - len(result.tokens)
-            keep_nodes = [i for i, d in enumerate(tree.depths()) if d <= depth]
-            remap = {old: new for new, old in enumerate(keep_nodes)}
-            tree = Tree([tree.tokens[i] for i in keep_nodes],
-                        [remap.get(tree.parents[i], -1) for i in keep_nodes], tree.side)
+        tree = _fit_budget(tree, max_new_tokens - len(result.tokens))
         draft_time += time.perf_counter() - t_draft
         n_cached = len(ids) - 1
-        side = tree.side
-        inputs = torch.tensor([[ids[-1], *tree.tokens, *(side.tokens if side else [])]],
-                              device=device)
-        positions = n_cached + torch.tensor(
-            [[0, *tree.depths(), *(side.offsets if side else [])]], device=device)
-        mask = None if tree.is_chain() and side is None else tree_attention_mask(
-            tree, n_cached, model.dtype).to(device)
-        out = _target_forward(model, inputs, cache, positions, mask)
+        out = _verify(model, device, cache, ids, tree)
         result.target_forwards += 1
         greedy = out.logits[0].argmax(-1).tolist()
-        side_greedy = greedy[len(tree.tokens) + 1:] if side else None
-        children: dict[int, list[int]] = {}
-        for i, p in enumerate(tree.parents):
-            children.setdefault(p + 1, []).append(i + 1)
-        path, cur = [], 0  # indices into [root, nodes...]
-        while True:
-            nxt = next((c for c in children.get(cur, []) if tree.tokens[c - 1] == greedy[cur]),
-                       None)
-            if nxt is None:
-                break
-            path.append(nxt)
-            cur = nxt
-        m = len(path)
-        new = [tree.tokens[j - 1] for j in path] + [greedy[cur]]
+        side_greedy = greedy[len(tree.tokens) + 1:] if tree.side else None
+        path, at_leaf = _longest_path(tree, greedy)
+        new = [tree.tokens[j - 1] for j in path]
         keep = [0, *path]
+        if at_leaf and tree.no_bonus_at_leaf:
+            keep = keep[:-1]  # the leaf becomes the pending token: its entry is recomputed
+        else:
+            new.append(greedy[path[-1] if path else 0])
         keep_cache_positions(cache, n_cached, keep)
-        # stop at EOS inside the accepted run
-        for i, tok in enumerate(new):
+        result.accepted.append(len(path))
+        result.step_tokens.append(len(new))
+        result.draft_nodes.append(len(tree.tokens))
+        for i, tok in enumerate(new):  # stop at EOS inside the accepted run
             if tok in eos_ids:
                 new = new[: i + 1]
                 break
         new = new[: max_new_tokens - len(result.tokens)]
         ids.extend(new)
         result.tokens.extend(new)
-        result.accepted.append(m)
         index = torch.tensor(keep, device=device)
         kept = VerifyOutput(tuple(h.index_select(1, index) for h in out.hidden_states),
                             side_greedy)

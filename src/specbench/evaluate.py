@@ -7,14 +7,18 @@
 Runs, interleaved on every prompt in one process: plain greedy decoding (the reference and the
 speed baseline), prompt lookup decoding, Lookahead decoding, and the run's own draft with chain
 drafting and with its tree (Medusa: static tree; EAGLE-3: EAGLE-2 dynamic tree). Every output is
-checked token for token against the greedy one. Reports tau (tokens per target forward, bonus
-included), tokens/s, speedup over greedy, target forwards and the share of time spent drafting,
-per method, overall and per prompt category. The evaluation after training writes ``eval.json``
+checked token for token against the greedy one. Reports tau (the reference definition of EAGLE
+and Spec-Bench: mean tokens committed per verify step, accepted + 1, the prefill left out),
+tokens per target forward (the prefill included; specbench's tau before issue 11), the draft
+nodes verified per step (mean and max: a tree's budget), tokens/s, speedup over greedy, target
+forwards and the share of time spent drafting, per method, overall and per prompt category. The evaluation after training writes ``eval.json``
 in the run directory; a standalone one writes ``eval-<label>.json`` (``--label``, by default the
 time) and lists it in ``evals.json``, never overwriting an earlier result.
 
 The target, its settings and the evaluation settings come from the run's recorded config; the
-flags only override evaluation settings. A draft only works with the target it was trained on,
+flags only override evaluation settings, and ``--set algorithm.KEY=VALUE`` the algorithm
+settings that only change decoding (a tree shape; marked ``decoding=True`` in the algorithm's
+schema), recorded in the file's ``settings.algorithm_overrides``. A draft only works with the target it was trained on,
 so ``--model`` naming another target is refused. Multi-turn questions (MT-bench / Spec-Bench
 ``turns``) are answered turn by turn, each later turn following the model's own earlier answers;
 every turn is one measured sample. The target is loaded with the run's ``trainer.seed`` and
@@ -33,6 +37,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 from specbench.algorithms import get_algorithm
@@ -50,6 +55,9 @@ log = get_logger(__name__)
 
 EMBEDDED_PROMPTS = "embedded:heldout_prompts.jsonl"
 INDEX = "evals.json"
+# written into every new eval.json's settings; a file without it holds the older definition
+# (new tokens / target forwards with the prefill), see docs/comparing.md
+TAU_DEFINITION = "accepted+1 per verify step, prefill excluded (EAGLE, Spec-Bench)"
 
 
 def _question(row, where: str) -> dict:
@@ -265,7 +273,8 @@ def _add_to_index(run_dir: Path, label: str, path: Path, result: dict) -> None:
         data["evals"].append({
             "label": label, "file": path.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "settings": {k: result["settings"][k] for k in
-                         ("num_prompts", "max_new_tokens", "dtype", "device", "prompts")},
+                         ("num_prompts", "max_new_tokens", "dtype", "device", "prompts",
+                          "tau_definition")},
             "tau": {name: m["tau"] for name, m in result["overall"].items()}})
         write_json(index, data)
 
@@ -289,8 +298,10 @@ def _methods(e, alg: str, draft) -> dict:
     la = e.lookahead
     methods = {
         "autoregressive": Autoregressive,
-        "prompt_lookup": lambda: PromptLookup(e.prompt_lookup_ngram, e.prompt_lookup_draft),
-        "lookahead": lambda: Lookahead(la.level, la.window, la.guess),
+        "prompt_lookup": lambda: PromptLookup(e.prompt_lookup_ngram, e.prompt_lookup_draft,
+                                              enum_value(e.prompt_lookup_match)),
+        "lookahead": lambda: Lookahead(la.level, la.window, la.guess,
+                                       variant=enum_value(la.variant)),
     }
     for kind in type(draft).proposers:
         methods[f"{alg}_{kind}"] = lambda kind=kind: draft.make_proposer(kind)
@@ -323,10 +334,7 @@ def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: in
                 res = speculative_generate(target, make(), ids, max_new_tokens, eos)
                 if reference is None:
                     reference = res.tokens
-                record[name] = {"tokens": len(res.tokens), "target_forwards": res.target_forwards,
-                                "tau": res.tau, "time_s": res.total_time_s,
-                                "draft_time_s": res.draft_time_s,
-                                "exact": res.tokens == reference}
+                record[name] = _record(res, reference)
             messages.append({"role": "assistant",
                              "content": tok.decode(reference, skip_special_tokens=True)})
             per_prompt.append(record)
@@ -337,6 +345,16 @@ def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: in
     return per_prompt
 
 
+def _record(res, reference) -> dict:
+    """One method's figures on one turn."""
+    return {"tokens": len(res.tokens), "target_forwards": res.target_forwards,
+            "tau": res.tau, "tokens_per_forward": res.tokens_per_forward,
+            "verify_steps": len(res.step_tokens), "step_tokens": sum(res.step_tokens),
+            "draft_nodes": sum(res.draft_nodes), "draft_nodes_max": max(res.draft_nodes, default=0),
+            "time_s": res.total_time_s, "draft_time_s": res.draft_time_s,
+            "exact": res.tokens == reference}
+
+
 def _aggregate(rows: list, methods) -> dict:
     out = {}
     base = sum(r["autoregressive"]["time_s"] for r in rows)
@@ -344,7 +362,12 @@ def _aggregate(rows: list, methods) -> dict:
         toks = sum(r[name]["tokens"] for r in rows)
         fwd = sum(r[name]["target_forwards"] for r in rows)
         secs = sum(r[name]["time_s"] for r in rows)
-        out[name] = {"tau": toks / max(1, fwd), "tokens_per_s": toks / secs,
+        steps = sum(r[name]["verify_steps"] for r in rows)
+        out[name] = {"tau": sum(r[name]["step_tokens"] for r in rows) / steps if steps else 1.0,
+                     "tokens_per_forward": toks / max(1, fwd),
+                     "draft_nodes_mean": sum(r[name]["draft_nodes"] for r in rows) / max(1, steps),
+                     "draft_nodes_max": max(r[name]["draft_nodes_max"] for r in rows),
+                     "tokens_per_s": toks / secs,
                      "speedup": base / secs, "target_forwards": fwd,
                      "draft_time_share": sum(r[name]["draft_time_s"] for r in rows) / secs,
                      "exact": all(r[name]["exact"] for r in rows),
@@ -352,11 +375,53 @@ def _aggregate(rows: list, methods) -> dict:
     return out
 
 
+def decoding_overrides(cfg, items: list[str] | None) -> dict:
+    """``algorithm.KEY=VALUE`` items (``--set``) as {KEY: value}, each KEY a setting of the
+    run's algorithm marked ``decoding=True`` (it changes how the draft decodes, never what its
+    weights mean); a UserError naming the setting otherwise. Applied to ``cfg.algorithm``."""
+    import dataclasses
+
+    from specbench.algorithms import CONFIGS
+
+    name = cfg.algorithm.name
+    fields = {f.name: f for f in dataclasses.fields(CONFIGS[name])} if name in CONFIGS else {}
+    over = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        bare = key[len("algorithm."):] if key.startswith("algorithm.") else None
+        if not eq or not bare:
+            raise UserError(f"--set {item!r}: give algorithm.KEY=VALUE (e.g. a tree setting of "
+                            f"the {name} run).")
+        marked = sorted(k for k, f in fields.items() if f.metadata.get("decoding"))
+        if bare not in fields or not fields[bare].metadata.get("decoding"):
+            why = "is not a setting of" if bare not in fields else \
+                "changes what the trained weights mean for"
+            raise UserError(f"--set {key}: algorithm.{bare} {why} the {name} run, so an "
+                            "evaluation of the finished run cannot override it (only settings "
+                            "that change decoding alone can: "
+                            f"{', '.join('algorithm.' + k for k in marked) or 'none'}). Train a "
+                            f"new run with {key}={value} instead.")
+        try:
+            over[bare] = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            over[bare] = value
+    try:
+        merged = OmegaConf.merge(cfg.algorithm, over)
+        OmegaConf.to_object(merged) if name in CONFIGS else None  # the schema's own checks
+    except Exception as err:  # omegaconf validation errors, __post_init__'s ValueError
+        raise UserError(f"--set {' '.join(items)}: {str(err).splitlines()[0]}") from None
+    cfg.algorithm = merged
+    typed = OmegaConf.to_container(merged, enum_to_str=True)
+    return {k: typed[k] for k in over}
+
+
 def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "auto",
              model: list[str] | None = None, tracker=None, label: str | None = None,
-             standalone: bool = False, trust_remote_code: bool = False) -> dict:
+             standalone: bool = False, trust_remote_code: bool = False,
+             algorithm_overrides: list[str] | None = None) -> dict:
     """Evaluate ``run_dir`` with its recorded decode settings updated by ``eval_overrides``
-    (keys of the ``decode`` config: num_prompts, max_new_tokens, prompts, dtype, ...).
+    (keys of the ``decode`` config: num_prompts, max_new_tokens, prompts, dtype, ...) and its
+    algorithm's decoding-only settings by ``algorithm_overrides`` (``algorithm.KEY=VALUE``).
 
     Writes ``eval.json`` (the evaluation after training); with ``standalone`` (or a ``label``)
     ``eval-<label>.json`` instead, listed in ``evals.json``. ``trust_remote_code`` lets the
@@ -370,6 +435,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     if model:
         check_same_target(cfg.model, _model_config(model), run_dir)
     e = _eval_config(run_dir, cfg, eval_overrides)
+    alg_over = decoding_overrides(cfg, algorithm_overrides)
     model_cfg = run_target_config(cfg, trust_remote_code)
     if e.dtype is not None:
         model_cfg.dtype = enum_value(e.dtype)
@@ -388,19 +454,11 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     alg = cfg.algorithm.name
     methods = _methods(e, alg, draft)
     per_prompt = _decode_all(target, questions, methods, e.max_new_tokens)
-    la = e.lookahead
     result = {"run": run_dir.resolve().name, "algorithm": alg, "label": label,
               "file": out.name,
               "fingerprint": fingerprint,
-              "settings": {"num_prompts": len(questions), "samples": len(per_prompt),
-                           "max_new_tokens": e.max_new_tokens, "dtype": str(cfg.model.dtype),
-                           "device": str(target.device),
-                           "decoding": "greedy (temperature 0), lossless verification",
-                           "prompts": e.prompts or EMBEDDED_PROMPTS,
-                           "prompt_lookup": {"max_ngram": e.prompt_lookup_ngram,
-                                             "num_draft": e.prompt_lookup_draft},
-                           "lookahead": {"level": la.level, "window": la.window,
-                                         "guess": la.guess}},
+              "settings": _settings(e, cfg, methods, alg_over, target.device,
+                                    len(questions), len(per_prompt)),
               "overall": _aggregate(per_prompt, methods),
               "per_category": {c: _aggregate([r for r in per_prompt if r["category"] == c],
                                              methods)
@@ -414,6 +472,33 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     if tracker is not None:
         tracker.log_eval(result)
     return result
+
+
+def _settings(e, cfg, methods: dict, alg_over: dict, device, n_questions: int,
+              n_samples: int) -> dict:
+    """eval.json's settings: what was decoded and how (compare groups runs by them)."""
+    la = e.lookahead
+    settings = {"num_prompts": n_questions, "samples": n_samples,
+                "max_new_tokens": e.max_new_tokens, "dtype": str(cfg.model.dtype),
+                "device": str(device),
+                "decoding": "greedy (temperature 0), lossless verification",
+                "tau_definition": TAU_DEFINITION,
+                "prompts": e.prompts or EMBEDDED_PROMPTS,
+                "prompt_lookup": {"max_ngram": e.prompt_lookup_ngram,
+                                  "num_draft": e.prompt_lookup_draft,
+                                  "match": enum_value(e.prompt_lookup_match)},
+                "lookahead": {"level": la.level, "window": la.window, "guess": la.guess,
+                              "variant": enum_value(la.variant)}}
+    budgets = {}
+    for name, make in methods.items():  # a tree proposer's node budget, where it states one
+        budget = getattr(make(), "budget", None)
+        if isinstance(budget, dict):
+            budgets[name] = json.loads(json.dumps(budget, default=str))
+    if budgets:
+        settings["budget"] = budgets
+    if alg_over:
+        settings["algorithm_overrides"] = {f"algorithm.{k}": v for k, v in alg_over.items()}
+    return settings
 
 
 def _eval_tracker(run_dir: Path, mode: str):
@@ -448,12 +533,17 @@ def print_table(result: dict) -> None:
     lines = [f"\n[specbench] lossless decoding of the {result['algorithm']} run: "
              f"{s['num_prompts']} prompts ({s['samples']} turns), {s['max_new_tokens']} new "
              f"tokens, {s['dtype']} on {s['device']}",
-             f"  {'method':22s}{'tau':>7s}{'tok/s':>8s}{'speedup':>9s}{'fwd':>6s}{'draft%':>8s}"
-             f"{'exact':>7s}"]
+             f"  {'method':22s}{'tau':>7s}{'tok/fwd':>8s}{'nodes':>11s}{'tok/s':>8s}"
+             f"{'speedup':>9s}{'fwd':>6s}{'draft%':>8s}{'exact':>7s}"]
     for name, m in result["overall"].items():
-        lines.append(f"  {name:22s}{m['tau']:7.2f}{m['tokens_per_s']:8.1f}{m['speedup']:9.2f}"
+        nodes = f"{m['draft_nodes_mean']:.1f}/{m['draft_nodes_max']}"
+        lines.append(f"  {name:22s}{m['tau']:7.2f}{m['tokens_per_forward']:8.2f}{nodes:>11s}"
+                     f"{m['tokens_per_s']:8.1f}{m['speedup']:9.2f}"
                      f"{m['target_forwards']:6d}{100 * m['draft_time_share']:7.1f}%"
                      f"{'yes' if m['exact'] else 'NO':>7s}")
+    lines.append("  tau: mean tokens per verify step (accepted + 1, prefill excluded: EAGLE's "
+                 "and Spec-Bench's); tok/fwd: tokens per target forward, prefill included; "
+                 "nodes: draft nodes verified per step, mean/max")
     cats = result["per_category"]
     if len(cats) > 1:
         names = list(result["overall"])[1:]
@@ -485,6 +575,9 @@ def main(argv=None) -> int:
     p.add_argument("--label", default=None,
                    help="results go to eval-LABEL.json, listed in evals.json (default: the "
                         "date and time); the training-time eval.json is never overwritten")
+    p.add_argument("--set", action="append", default=None, metavar="algorithm.KEY=VALUE",
+                   dest="set_", help="override an algorithm setting that only changes decoding "
+                   "(a tree shape, marked decoding=True); repeatable; recorded in the file")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the target's own modelling code (never read from the run)")
     args = p.parse_args(argv)
@@ -495,7 +588,8 @@ def main(argv=None) -> int:
     tracker = None
     try:
         result = evaluate(run_dir, over, args.device, args.model, label=args.label,
-                          standalone=True, trust_remote_code=args.trust_remote_code)
+                          standalone=True, trust_remote_code=args.trust_remote_code,
+                          algorithm_overrides=args.set_)
         # the W&B run starts only once there are results: a failed evaluation leaves none
         tracker = _eval_tracker(run_dir, args.tracker)
         if tracker is not None:
