@@ -121,6 +121,9 @@ def setting_axis(rs, key) -> tuple[list[str], list, dict]:
     return xs, values, {x: (json.loads(x) if numeric else i) for i, x in enumerate(xs)}
 
 
+SERIES = (("tau_sim", "o", None), ("decode_tau", "s", False), ("decode_tau", "x", True))
+
+
 def tau_vs_param(c: Canvas, runs, tune) -> None:
     """tau_sim and decoding tau against each algorithm setting that varies (mean ± std)."""
     swept = [(alg, k) for alg, (vary, _) in describe_settings(runs).items() for k in vary]
@@ -132,16 +135,20 @@ def tau_vs_param(c: Canvas, runs, tune) -> None:
         rs = [r for r in runs if r.algorithm == alg]
         xs, values, pos = setting_axis(rs, key)
         for g in sorted({r.group for r in rs}):
-            for attr, marker in (("tau_sim", "o"), ("decode_tau", "s")):
+            # an eval.json recorded before issue 11 holds tokens / forwards as its tau: its
+            # own series, never averaged with the reference tau
+            for attr, marker, old in SERIES:
                 pts = []
                 for x in xs:
                     m, s, n = mean_std(getattr(r, attr) for r in rs if r.group == g and
+                                       (old is None or r.old_tau == old) and
                                        json.dumps(r.settings.get(key), default=str) == x)
                     if n:
                         pts.append((pos[x], m, s or 0))
                 if pts:
                     name = "tau_sim (held-out)" if attr == "tau_sim" else \
-                        "decoding tau (best draft)"
+                        "decoding tau (best draft)" if not old else \
+                        "old eval.json: tokens / forwards (best draft)"
                     ax.errorbar(*zip(*pts), marker=marker, capsize=3,
                                 label=name + (f", group {g}" if c.multi else ""))
         ax.set_xticks(list(pos.values()), [str(v) for v in values])

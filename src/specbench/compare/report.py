@@ -88,7 +88,7 @@ def run_columns(draft_methods, warning: bool, tune=()) -> list[str]:
     cols += ["params", "train FLOPs", "train s", "train tok/s", "train loss", "eval loss",
              "tau_sim"]
     for m in draft_methods:
-        cols += [f"{m} tau", f"{m} speedup"]
+        cols += [f"{m} tau", f"{m} nodes", f"{m} speedup"]
     return cols + ["exact"] + (["warning"] if warning else [])
 
 
@@ -103,12 +103,28 @@ def run_row(r: Run, rank, draft_methods, warning=None, tune=()) -> list[str]:
             fmt_num(t.get("tokens_per_s"), 0), fmt_num(t.get("final_loss"), 3),
             fmt_num(dig(s, "eval_split.loss"), 3), fmt_num(r.tau_sim, 3)]
     for m in draft_methods:
-        row += [fmt_num(dig(r.methods, f"{m}.tau"), 3),
+        tau = fmt_num(dig(r.methods, f"{m}.tau"), 3)
+        row += [tau + OLD_TAU_MARK if r.old_tau and tau != NA else tau, fmt_nodes(r, m),
                 fmt_num(dig(r.methods, f"{m}.speedup"), 2)]
     return row + [exactness(r)] + ([warning or NA] if warning is not None else [])
 
 
 # ---------------------------------------------------------------------------------- blocks
+
+OLD_TAU_MARK = " (old tau)"
+OLD_TAU_NOTE = ("(old tau): the run's eval.json was recorded before issue 11, and its tau is "
+                "new tokens / target forwards with the prefill counted (now tokens_per_forward), "
+                "0.3-1.3% below the reference tau (accepted + 1 per verify step, prefill "
+                "excluded: EAGLE, Spec-Bench) the other runs report. Re-evaluate it with "
+                "python -m specbench.evaluate RUN to compare tau across runs.")
+
+
+def fmt_nodes(r: Run, m: str) -> str:
+    """Draft nodes verified per step, mean/max (a tree's node budget); n/a for a file recorded
+    before issue 11."""
+    mean, top = dig(r.methods, f"{m}.draft_nodes_mean"), dig(r.methods, f"{m}.draft_nodes_max")
+    return NA if mean is None or top is None else f"{fmt_num(mean, 1)}/{top}"
+
 
 def table(title, headers, rows, note=None) -> tuple:
     return ("table", title, headers, rows, note)
@@ -196,6 +212,8 @@ def build_blocks(runs, groups, notes, failed, allow_mismatch, tune=()) -> list[t
     shared = "; ".join(f"{alg} (all runs): {compact(fixed)}"
                        for alg, (_, fixed) in describe_settings(runs).items())
     one_table = allow_mismatch and len(groups) > 1
+    old = [r.name for r in runs if r.old_tau]
+    notes = notes + ([f"{OLD_TAU_NOTE} Runs: {', '.join(old)}."] if old else [])
     blocks = intro_blocks(runs, groups, tune) + [("notice", n) for n in notes]
     if one_table:
         metric = rank_metric(runs)
@@ -210,12 +228,22 @@ def build_blocks(runs, groups, notes, failed, allow_mismatch, tune=()) -> list[t
 
 # ---------------------------------------------------------------------------------- CSV
 
+CSV_METHOD_KEYS = ("tau", "tokens_per_forward", "draft_nodes_mean", "draft_nodes_max", "speedup")
+
+
+def tau_definition(r: Run) -> str:
+    """What the run's tau column holds: the reference tau, or (a file recorded before issue
+    11) new tokens / target forwards."""
+    return "tokens_per_forward (eval.json before issue 11)" if r.old_tau else \
+        str(dig(r.eval, "settings.tau_definition"))
+
+
 def csv_columns(methods, cats, algkeys, allow_mismatch, tune) -> list[str]:
     cols = ["group", "rank", "run", "status", "algorithm", "settings", "fingerprint", "seed"]
     cols += [*tune, "tuned_best"] if tune else []
     cols += ["trainable_params", "train_flops", "train_time_s", "train_tokens_per_s",
              "final_train_loss", "eval_loss", "tau_sim", "rank_metric", "score", "best_method"]
-    cols += [f"{m}_{x}" for m in methods for x in ("tau", "speedup")]
+    cols += ["tau_definition"] + [f"{m}_{x}" for m in methods for x in CSV_METHOD_KEYS]
     cols += ["exact"] + [f"tau_{c}" for c in cats] + algkeys
     return cols + (["warning"] if allow_mismatch else [])
 
@@ -241,7 +269,8 @@ def csv_rows(runs, groups, allow_mismatch, tune=()) -> tuple[list[str], list[lis
                     t.get("train_time_s"), t.get("tokens_per_s"), t.get("final_loss"),
                     dig(s, "eval_split.loss"), r.tau_sim, g["metric"], score(r, g["metric"]),
                     r.best_method]
-            row += [dig(r.methods, f"{m}.{x}") for m in methods for x in ("tau", "speedup")]
+            row += [tau_definition(r) if r.eval else None]
+            row += [dig(r.methods, f"{m}.{x}") for m in methods for x in CSV_METHOD_KEYS]
             row += [exactness(r)] + [category_tau(r, c) for c in cats]
             prefix = r.algorithm + "."
             row += [r.settings.get(k[len(prefix):]) if k.startswith(prefix) else None

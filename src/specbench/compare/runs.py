@@ -59,6 +59,7 @@ class Run(_ReadByKey):
     best_method: str | None = None  # the draft method with the highest decoding tau
     decode_tau: float | None = None
     tau_sim: float | None = None
+    old_tau: bool = False  # eval.json without settings.tau_definition: tau = tokens / forwards
     # written once by the analysis (stats.analyse, tuning.tune_group)
     group: int | None = None
     settings_str: str = NA  # the settings that vary between runs of its algorithm
@@ -219,7 +220,8 @@ def load_run(d: Path, name: str | None = None) -> Run:
                fingerprint=None if fp is None else str(fp), settings=settings, controlled=flat,
                seed=flat.get(REPEAT_KEY), summary=s, eval=ev, metrics=metrics, methods=methods,
                categories=categories, best_method=best, decode_tau=drafts.get(best),
-               tau_sim=dig(s, "eval_split.tau_sim"))
+               tau_sim=dig(s, "eval_split.tau_sim"),
+               old_tau=bool(ev) and dig(ev, "settings.tau_definition") is None)
 
 
 # ---------------------------------------------------------------------------------- many runs
