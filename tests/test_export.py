@@ -41,8 +41,10 @@ def test_eagle3_export_format_and_outputs(eagle_run):
     assert config["architectures"] == ["LlamaForCausalLMEagle3"]
     assert config["num_hidden_layers"] == 1 and config["draft_vocab_size"] == 48
     assert config["target_hidden_size"] == 64 and config["vocab_size"] == 320
-    assert config["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [1, 1, 0]
-    assert config["eagle_aux_hidden_state_layer_ids"] == [2, 2, 1]
+    # the default aux layers of a 4-layer target (issue 11: once [1, 1, 0]); SGLang 0.5.23
+    # reads the nested ids (output of layer i), vLLM 0.33.0 the top-level ones (input of i+1)
+    assert config["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [0, 1, 2]
+    assert config["eagle_aux_hidden_state_layer_ids"] == [1, 2, 3]
     assert config["rope_theta"] == 500000.0 and config["hidden_size"] == 64
     assert config["torch_dtype"] == "float32"
     t = load_file(str(dest / "model.safetensors"))
@@ -148,5 +150,6 @@ def test_export_at_end_of_a_cli_run(tmp_path, conv_file):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for fmt in ("sglang", "vllm"):
         assert f"exported {run}/export-{fmt}" in proc.stdout
+        assert "--speculative-config" in (run / f"export-{fmt}" / "SERVING.md").read_text()
         cfg = json.loads((run / f"export-{fmt}" / "config.json").read_text())
         assert cfg["draft_vocab_size"] == 32
