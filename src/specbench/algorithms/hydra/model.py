@@ -24,9 +24,9 @@ class Hydra(DraftAlgorithm):
     proposers = ("chain", "tree")
     export_formats = ()
     export_notes = {
-        "vllm": "vLLM has no Hydra loader (its speculative decoding serves Medusa, EAGLE, "
-                "MLP speculators and n-grams, not sequentially dependent heads)",
-        "sglang": "SGLang has no Hydra loader (it serves EAGLE-style drafts only)",
+        "vllm": "vLLM has no Hydra loader (its MLP speculator drafts sequentially too, but "
+                "with another architecture that Hydra's weights do not map onto)",
+        "sglang": "SGLang has no Hydra loader",
     }
 
     def __init__(self, cfg, target_config, embed_weight: torch.Tensor,
