@@ -153,3 +153,28 @@ def test_serving_commands_printed_and_written(run):
             flags["--speculative-num-draft-tokens"]) == ("6", "10", "60")
     assert "vLLM 0.33.0" in serving and "SGLang 0.5.23" in serving
     assert vllm in proc.stdout + proc.stderr
+
+
+def test_an_equal_vocab_export_rebuilds_the_draft(run):
+    """An export without d2t/t2d (equal vocabularies) still rebuilds the trained draft."""
+    import torch
+
+    from specbench.algorithms.eagle3 import Eagle3
+    from specbench.checkpoint import read_run_config
+    from specbench.target import load_target
+
+    run_dir, dv = run
+    dest = export_run(run_dir, "sglang", out=run_dir.parent / "exp-rebuild", dtype="float32",
+                      force=True)
+    tensors = load_file(str(dest / "model.safetensors"))
+    state = load_file(str(run_dir / "draft.safetensors"))
+    cfg = read_run_config(run_dir)
+    target = load_target(cfg.model)
+    back = Eagle3.from_state(cfg.algorithm, target, tensors)
+    assert all(torch.equal(v, state[k]) for k, v in back.trainable_state_dict().items())
+    if dv == TARGET_VOCAB:
+        from specbench.errors import UserError
+
+        small = {k: v for k, v in tensors.items() if k != "lm_head.weight"}
+        with pytest.raises(UserError, match="lack d2t"):
+            Eagle3.from_state(cfg.algorithm, target, small)

@@ -92,7 +92,17 @@ class Eagle3(DraftAlgorithm):
 
     @classmethod
     def from_state(cls, cfg, target, state: dict) -> Eagle3:
-        """A trained draft from its saved tensors; the draft vocab comes from its d2t."""
+        """A trained draft from its saved tensors; the draft vocab comes from its d2t. An
+        export with equal vocabularies carries no d2t/t2d (vLLM 0.33 refuses them): then the
+        draft vocabulary is the whole target vocabulary."""
+        if "d2t" not in state:
+            v = target.config.vocab_size
+            if "lm_head.weight" not in state or state["lm_head.weight"].shape[0] != v:
+                raise UserError("The draft's tensors lack d2t, the draft-to-target token map; "
+                                "only a draft whose vocabulary is the target's whole "
+                                f"vocabulary ({v} tokens) may omit it. Export the run again.")
+            state = {**state, "d2t": torch.zeros(v, dtype=torch.long),
+                     "t2d": torch.ones(v, dtype=torch.bool)}
         draft_ids = state["d2t"] + torch.arange(state["d2t"].numel())
         m = cls(cfg, target.config, target.embed_tokens.weight, target.lm_head.weight, draft_ids)
         m.load_trainable_state_dict(state)
