@@ -270,6 +270,11 @@ def test_tree_settings_are_decoding_only_and_exclusive():
     assert {k for k, v in fields.items() if v} == {"tree", "tree_size", "tree_choices"}
     with pytest.raises(ValueError, match="algorithm.tree=measured .* algorithm.tree_choices"):
         MedusaConfig(tree="measured", tree_choices=[[0]])
+    from specbench.errors import UserError
+
+    Medusa.check_decode_settings(MedusaConfig(tree_size=2), 8)  # ranks 0, 1
+    with pytest.raises(UserError, match="algorithm.tree=measured may use ranks 0..9"):
+        Medusa.check_decode_settings(MedusaConfig(tree="measured", tree_size=2), 8)
 
 
 def test_a_tiny_run_records_rank_accuracies_and_evaluates_a_measured_tree(conv_file, tmp_path):

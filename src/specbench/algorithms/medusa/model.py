@@ -146,7 +146,10 @@ class Medusa(DraftAlgorithm):
         """Tree ranks (``algorithm.tree_choices``) at or above the vocabulary size."""
         top = max(max(p) for p in _tree_choices(cfg, int(cfg.num_heads)))
         if cfg.tree_choices is None and enum_value(cfg.tree) == "measured":
-            top = max(top, RANKS - 1)  # a measured tree may use any counted rank
+            if vocab_size < RANKS:  # a measured tree may use any counted rank
+                raise UserError(f"algorithm.tree=measured may use ranks 0..{RANKS - 1}, but "
+                                f"the target's vocabulary has {vocab_size} tokens. Set "
+                                "algorithm.tree=default.")
         if top >= vocab_size:
             raise UserError(f"algorithm.tree_choices uses rank {top}, but the target's "
                             f"vocabulary has {vocab_size} tokens (ranks 0..{vocab_size - 1}). "
