@@ -336,8 +336,8 @@ def test_default_aux_layers_are_sorted_unique_and_below_the_last_layer(n, expect
 
 
 @pytest.mark.parametrize("layers, fragment", [
-    ([2, 1, 0], "sorted, unique"), ([1, 1, 2], "sorted, unique"), ([0, 1], "3 sorted"),
-    ([-1, 0, 1], "sorted, unique")])
+    ([2, 1, 0], "sorted and unique"), ([1, 1, 2], "sorted and unique"),
+    ([0, 1], "must name 3 decoder layers"), ([-1, 0, 1], "sorted and unique")])
 def test_aux_layers_config_rule(layers, fragment):
     with pytest.raises(ValueError, match=f"algorithm.aux_layers=.*{fragment}"):
         Eagle3Config(aux_layers=layers)
@@ -350,8 +350,8 @@ def test_aux_layers_must_be_below_the_last_layer():
 
     target = config_from_arch(compose(["model=tiny-llama"]).model.arch)  # 4 layers
     assert aux_layers_of(cfg_of(aux_layers=[0, 1, 2]), target) == [0, 1, 2]
-    with pytest.raises(UserError, match=r"algorithm.aux_layers=\[0, 1, 3\].*ids 0..2.*"
-                                        r"\[0, 1, 2\]"):
+    with pytest.raises(UserError, match=r"algorithm.aux_layers=\[0, 1, 3\] must name layers "
+                                        r"of the target, 0..2 .*\[0, 1, 2\]"):
         aux_layers_of(cfg_of(aux_layers=[0, 1, 3]), target)
     from specbench.config import validate
 

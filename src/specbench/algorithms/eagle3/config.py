@@ -96,9 +96,9 @@ class Eagle3Config(AlgorithmConfig):
                              "target's.")
 
 
-AUX_RULE = ("3 sorted, unique decoder layers of the target (0-based; a layer's output is "
-            "fused), each below the last layer: the last layer's output is read pre-norm by the "
-            "training hook but post-norm by decoding, and SGLang cannot capture it")
+AUX_RULE = ("sorted and unique (0-based; a layer's output is fused), each below the last "
+            "layer: the last layer's output is read pre-norm by the training hook but "
+            "post-norm by decoding, and SGLang cannot capture it")
 
 
 def check_aux_layers(layers: list[int], n: int | None = None, source: str = "") -> None:
@@ -106,13 +106,13 @@ def check_aux_layers(layers: list[int], n: int | None = None, source: str = "") 
     decoder layers, where known). ValueError (a config rule) naming the setting."""
     bad = len(layers) != 3 or min(layers) < 0 or layers != sorted(set(layers))
     if not bad and n is not None and max(layers) >= n - 1:
-        raise ValueError(f"algorithm.aux_layers={layers} must name {AUX_RULE}: ids 0..{n - 2} "
-                         f"for a target of {n} layers{f' ({source}={n})' if source else ''}; "
-                         f"leave it unset (null) for the default {default_aux_layers(n)}."
-                         if n >= 4 else _too_few(n, source))
+        raise ValueError(f"algorithm.aux_layers={layers} must name layers of the target, "
+                         f"0..{n - 2} for its {n} layers{f' ({source}={n})' if source else ''}, "
+                         f"{AUX_RULE}; leave it unset (null) for the default "
+                         f"{default_aux_layers(n)}." if n >= 4 else _too_few(n, source))
     if bad:
-        raise ValueError(f"algorithm.aux_layers={layers} must name {AUX_RULE}; leave it unset "
-                         "(null) for [1, n//2-1, n-4].")
+        raise ValueError(f"algorithm.aux_layers={layers} must name 3 decoder layers of the "
+                         f"target, {AUX_RULE}; leave it unset (null) for [1, n//2-1, n-4].")
 
 
 def _too_few(n: int, source: str = "") -> str:

@@ -133,7 +133,7 @@ class Eagle3(DraftAlgorithm):
         if k > min(dv, vocab_size):
             raise UserError(f"algorithm.{key}={k} exceeds the draft vocabulary of "
                             f"{min(dv, vocab_size)} tokens (algorithm.draft_vocab_size, at most "
-                            f"the target's {vocab_size}). Lower algorithm.top_k.")
+                            f"the target's {vocab_size}). Lower algorithm.{key}.")
 
     @classmethod
     def serving_commands(cls, fmt, export_dir, cfg) -> list[str]:
