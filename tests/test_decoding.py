@@ -53,7 +53,7 @@ def drafts(target):
     torch.manual_seed(0)
     medusa = Medusa(OmegaConf.structured(MedusaConfig(num_heads=3)), 64, 320,
                     target.lm_head.weight)
-    eagle = Eagle3(OmegaConf.structured(Eagle3Config(ttt_length=4, aux_layers=[0, 1, 3])),
+    eagle = Eagle3(OmegaConf.structured(Eagle3Config(ttt_length=4, aux_layers=[0, 1, 2])),
                    target.config, target.embed_tokens.weight, target.lm_head.weight,
                    torch.arange(320))
     with torch.no_grad():
@@ -142,7 +142,8 @@ def test_evaluate_a_trained_run(tmp_path, conv_file, algorithm):
     result = evaluate(tmp_path / "run", {"num_prompts": 3, "max_new_tokens": 12})
     on_disk = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert on_disk["settings"]["num_prompts"] == 3 and len(on_disk["per_prompt"]) == 3
-    assert on_disk["settings"]["lookahead"] == {"level": 5, "window": 7, "guess": 7}
+    assert on_disk["settings"]["lookahead"] == {"level": 5, "window": 7, "guess": 7,
+                                                "variant": "reference"}
     overall = result["overall"]
     assert set(overall) == {"autoregressive", "prompt_lookup", "lookahead",
                             *(f"{algorithm}_{kind}" for kind in get_algorithm(algorithm).proposers)}
@@ -208,7 +209,7 @@ def test_tree_decoding_is_exact(model):
     res = speculative_generate(target, OracleTree(ref, len(prompt)), prompt, 40, set())
     assert res.tokens == ref and max(res.accepted) == 2
     for proposer in (medusa.make_proposer("tree"),
-                     eagle.make_proposer("tree", top_k=4, depth=4, total_tokens=20)):
+                     eagle.make_proposer("tree", top_k=4, depth=3, total_token=21)):
         res = speculative_generate(target, proposer, prompt, 40, set())
         assert res.tokens == ref, proposer.name
     tree = default_tree(3, size=32)
@@ -222,7 +223,7 @@ def test_eagle3_dynamic_tree_with_top_k_1_is_the_chain(model):
     target = load_target(compose([f"model={model}"]).model)
     _, eagle = drafts(target)
     chain = eagle.make_proposer(num_draft=4)
-    tree = eagle.make_proposer("tree", top_k=1, depth=4, total_tokens=4)
+    tree = eagle.make_proposer("tree", top_k=1, depth=3, total_token=5)
     with torch.no_grad():
         out = target.model(input_ids=torch.arange(50, 61)[None], output_hidden_states=True)
     ids = list(range(50, 61)) + [int(out.logits[0, -1].argmax())]
