@@ -13,6 +13,11 @@ target lm_head per head (``lm_head=per_head``, Medusa-1) or the frozen target lm
 every head (``lm_head=shared``). Parameter names follow vLLM's MedusaModel
 (``blocks.{k}.layers.{j}``, ``lm_heads.{k}``).
 
+Decoding: a top-1 ``chain`` of the heads, or a static ``tree`` of per-head ranks
+(``specbench.static_tree``): ``algorithm.tree=default`` (a fixed heuristic) or ``measured`` (built
+from the run's held-out per-rank head accuracies, the ``rank{r}/{k}`` counters of the held-out
+pass, as the reference builds ``mc_sim_7b_63``), both of ``algorithm.tree_size`` nodes.
+
 One concept per file: ``config`` (settings; torch-free), ``model`` (the heads, their loss, the
 chain and static-tree proposers, the vLLM export). The model names load on first use, so
 importing the settings imports no torch.
