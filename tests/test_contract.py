@@ -151,8 +151,11 @@ def test_every_declared_export_round_trips(runs, name, model):
         dest = export_run(r["run"], fmt, out=r["root"] / f"export-{fmt}", dtype="float32")
         json.loads((dest / "config.json").read_text())
         tensors = load_file(str(dest / "model.safetensors"))
-        missing = sorted(set(state) - set(tensors))
-        assert not missing, f"{fmt}: the export lacks {missing}"
-        assert all(torch.equal(tensors[k], state[k]) for k in state), fmt
-        back = cls.from_state(cfg.algorithm, target, {k: tensors[k] for k in state})
-        assert all(torch.equal(v, state[k]) for k, v in back.trainable_state_dict().items())
+        # an export may leave out what the engine derives (EAGLE-3's d2t/t2d at an equal
+        # vocabulary), but the draft rebuilt from it must hold every trained tensor unchanged
+        shared = set(state) & set(tensors)
+        assert all(torch.equal(tensors[k], state[k]) for k in shared), fmt
+        back = cls.from_state(cfg.algorithm, target, {k: tensors[k] for k in shared})
+        rebuilt = back.trainable_state_dict()
+        assert set(rebuilt) == set(state), (fmt, sorted(set(state) ^ set(rebuilt)))
+        assert all(torch.equal(rebuilt[k], state[k]) for k in state), fmt

@@ -77,7 +77,7 @@ def test_cached_training_matches_online_shared_and_reused(tmp_path, conv_file, _
     assert feature_cache.BUILDS["count"] == builds + 1
     # The target ran only to build the cache: 40 train + 8 eval rows in batches of 4.
     assert calls == {"medusa": 10 + 2, "eagle3": 0}
-    assert med["layers"] == [0, 1, "final"] and med["dtype"] == "float32"
+    assert med["layers"] == [0, 1, 2, "final"] and med["dtype"] == "float32"
     assert med["feature_bytes_per_token"] == 3 * 64 * 4
     assert med["bytes"] > 0 and med["bytes_per_token"] >= 3 * 64 * 4
     assert med["build_time_s"] > 0 and eag["build_time_this_run_s"] == 0.0
@@ -218,14 +218,14 @@ def test_layer_sets_union_and_needed(conv_file):
     cfg = compose(tiny_overrides(conv_file))
     from specbench.target import config_from_arch
 
-    tc = config_from_arch(cfg.model.arch)  # 4 layers: EAGLE-3 default aux [1, 1, 0]
+    tc = config_from_arch(cfg.model.arch)  # 4 layers: EAGLE-3 default aux [0, 1, 2]
     medusa = get_algorithm("medusa").feature_spec(cfg.algorithm, tc)
-    assert feature_cache.stored_layers(cfg.cache, medusa, tc) == [0, 1, "final"]
+    assert feature_cache.stored_layers(cfg.cache, medusa, tc) == [0, 1, 2, "final"]
     needed = compose(tiny_overrides(conv_file) + ["cache.layers=needed"]).cache
     assert feature_cache.stored_layers(needed, medusa, tc) == ["final"]
-    e3 = compose(tiny_overrides(conv_file) + ["algorithm=eagle3", "algorithm.aux_layers=[0,2,3]"])
+    e3 = compose(tiny_overrides(conv_file) + ["algorithm=eagle3", "algorithm.aux_layers=[0,1,2]"])
     spec = get_algorithm("eagle3").feature_spec(e3.algorithm, tc)
-    assert feature_cache.stored_layers(e3.cache, spec, tc) == [0, 1, 2, 3, "final"]
+    assert feature_cache.stored_layers(e3.cache, spec, tc) == [0, 1, 2, "final"]
 
 
 def test_cache_settings_do_not_change_the_fingerprint():

@@ -43,7 +43,9 @@ TINY = ["model=tiny-llama"]
      "algorithm.draft_vocab_size=1000 must be at most the target's vocabulary, "
      "model.arch.vocab_size=320"),
     (TINY + ["algorithm=eagle3", "algorithm.aux_layers=[0,1,4]"],
-     "must name layers of the target, 0..3"),
+     "must name layers of the target, 0..2"),
+    (TINY + ["algorithm=eagle3", "algorithm.aux_layers=[0,1,3]"],  # the last layer: post-norm
+     "must name layers of the target, 0..2"),
     (["algorithm=eagle3", "algorithm.aux_layers=[1,2]"], "must name 3 decoder layers"),
     (["algorithm=eagle3", "algorithm.ttt_length=0"], "algorithm.ttt_length=0 must be at least 1"),
     (["algorithm.num_heads=0"], "algorithm.num_heads=0 must be at least 1"),
@@ -111,7 +113,7 @@ def test_accepted_edges():
                       "trainer.adam_beta1=0", "algorithm.num_layers=0"]))
     validate(compose(TINY + ["algorithm=eagle3", "algorithm.num_attention_heads=8",
                              "algorithm.num_key_value_heads=4", "algorithm.draft_vocab_size=320",
-                             "algorithm.aux_layers=[0,1,3]"]))
+                             "algorithm.aux_layers=[0,1,2]"]))
 
 
 def _options(group):

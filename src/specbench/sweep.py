@@ -228,7 +228,7 @@ def check_callback_overrides(args: list[str]) -> None:
             continue
         key, value = o.key_or_group, o.value()
         parts = key.split(".")
-        if parts[:2] != ["hydra", "callbacks"]:
+        if ".".join(parts[:2]) != "hydra.callbacks":
             continue
         if len(parts) == 2 and isinstance(value, dict):  # hydra.callbacks={name: {...}}
             targets.update({n: (c or {}).get("_target_") if isinstance(c, dict) else c
