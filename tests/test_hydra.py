@@ -401,6 +401,12 @@ def test_no_serving_format_and_the_refusal_says_why():
     assert Hydra.export_formats == ()
     assert set(Hydra.export_notes) == {"vllm", "sglang"}
     assert all("no Hydra loader" in note for note in Hydra.export_notes.values())
+    from specbench.export import check_format
+
+    for fmt in ("vllm", "sglang"):  # the refusal quotes the note, before any training
+        with pytest.raises(UserError, match=f"No export is defined for algorithm 'hydra' "
+                                            f".*no Hydra loader.*drop export=\\[{fmt}\\]"):
+            check_format(fmt, Hydra.name, f"export=[{fmt}]")
 
 
 def test_hydra_plus_plus_trains_resumes_and_decodes_exactly(tmp_path, monkeypatch):

@@ -57,7 +57,9 @@ def check_format(fmt: str, algorithm: str, setting: str = "--format") -> None:
                         f"{', '.join(FORMATS)}.")
     algo = get_algorithm(algorithm)
     if not algo.export_formats:
-        raise UserError(f"No export is defined for algorithm {algorithm!r}; drop {setting}.")
+        why = algo.export_notes.get(fmt)
+        raise UserError(f"No export is defined for algorithm {algorithm!r}"
+                        f"{f' ({why})' if why else ''}; drop {setting}.")
     if fmt not in algo.export_formats:
         why = algo.export_notes.get(fmt, "not supported")
         raise UserError(f"{setting}: algorithm={algorithm} cannot be exported to {fmt} ({why}); "
