@@ -100,7 +100,7 @@ def test_disk_full_mid_build_cleans_up_and_says_how_much(conv_file, monkeypatch,
     with pytest.raises(UserError) as err:
         feature_cache.prepare(cfg, target, data, spec, verbose=False)
     text = str(err.value)
-    assert "failed (No space left on device); it needs about 3.53 MB and" in text
+    assert "failed (No space left on device); it needs about 4.7 MB and" in text
     assert " free now" in text and "0.0 GB" not in text
     assert "cache.dir" in text and "cache.enabled=false" in text
     assert not list(_own_cache_root.glob(".tmp-*"))  # the staging directory is gone

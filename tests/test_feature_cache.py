@@ -78,8 +78,8 @@ def test_cached_training_matches_online_shared_and_reused(tmp_path, conv_file, _
     # The target ran only to build the cache: 40 train + 8 eval rows in batches of 4.
     assert calls == {"medusa": 10 + 2, "eagle3": 0}
     assert med["layers"] == [0, 1, 2, "final"] and med["dtype"] == "float32"
-    assert med["feature_bytes_per_token"] == 3 * 64 * 4
-    assert med["bytes"] > 0 and med["bytes_per_token"] >= 3 * 64 * 4
+    assert med["feature_bytes_per_token"] == 4 * 64 * 4  # layers 0, 1, 2 and the final state
+    assert med["bytes"] > 0 and med["bytes_per_token"] >= 4 * 64 * 4
     assert med["build_time_s"] > 0 and eag["build_time_this_run_s"] == 0.0
     on_disk = json.loads((tmp_path / "medusa-cached" / "summary.json").read_text())
     assert on_disk["feature_cache"]["key"] == med["key"]
@@ -95,7 +95,7 @@ def test_cached_training_matches_online_shared_and_reused(tmp_path, conv_file, _
     for shard in manifest.parent.glob("*.safetensors"):
         with safe_open(str(shard), "pt") as f:
             assert set(f.keys()) == {"hidden", "offsets", "row_ids"}
-            assert f.get_slice("hidden").get_shape()[1:] == [3, 64]
+            assert f.get_slice("hidden").get_shape()[1:] == [4, 64]
 
 
 def test_cache_features_equal_target_features(conv_file):
@@ -123,7 +123,7 @@ def test_cache_features_equal_target_features(conv_file):
 def test_bf16_target_is_stored_in_bf16(conv_file):
     cfg, target, data, spec = _setup(conv_file, "model.dtype=bfloat16")
     fc = feature_cache.prepare(cfg, target, data, spec, verbose=False)
-    assert fc.manifest["dtype"] == "bfloat16" and fc.info()["feature_bytes_per_token"] == 3 * 64 * 2
+    assert fc.manifest["dtype"] == "bfloat16" and fc.info()["feature_bytes_per_token"] == 4 * 64 * 2
     feats = fc.features("train", [0], len(data.train[0].input_ids), spec)
     assert feats.final_hidden.dtype == torch.bfloat16
 
@@ -175,7 +175,7 @@ def test_max_bytes_too_small_is_a_clear_error(conv_file, _own_cache_root):
     assert "cache.max_bytes=1000" in text and "cache.dir" in text
     assert "cache.enabled=false" in text
     # sizes in units that never read "0.00 GB" for a small cache
-    assert "about 3.53 MB" in text and "cache.max_bytes=1000 (0.001 MB)" in text
+    assert "about 4.7 MB" in text and "cache.max_bytes=1000 (0.001 MB)" in text
     assert not _own_cache_root.exists() or not any(_own_cache_root.iterdir())
 
 
@@ -186,7 +186,7 @@ def test_too_little_disk_is_a_clear_error(conv_file, monkeypatch):
     cfg, target, data, spec = _setup(conv_file)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
-    with pytest.raises(UserError, match=r"about 3.53 MB .*more than the 0.001 MB free "
+    with pytest.raises(UserError, match=r"about 4.7 MB .*more than the 0.001 MB free "
                                         r"there.*cache.dir.*cache.enabled=false"):
         feature_cache.prepare(cfg, target, data, spec, verbose=False)
 
