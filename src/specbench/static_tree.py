@@ -8,6 +8,8 @@ be in the tree too (the set is closed under prefixes).
 
 API (small and stable; both drafters import it):
 
+- ``checked_choices(choices, num_heads, size)``: a user's ``algorithm.tree_choices`` checked
+  (a clear error naming it), or the default tree of ``size`` nodes when it is None;
 - ``default_tree(num_heads, size=32, topk=10)``: a heuristic tree of ``size`` nodes, for drafts
   without measured accuracies;
 - ``measured_tree(accuracies, size)``: the tree of ``size`` nodes with the highest expected
@@ -26,7 +28,26 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
+from specbench.errors import UserError
+
 Path = tuple[int, ...]
+
+
+def checked_choices(choices, num_heads: int, size: int) -> list[Path]:
+    """``algorithm.tree_choices`` as paths, checked: non-empty, ranks >= 0, at most
+    ``num_heads`` long, listed once, closed under prefixes. None: ``default_tree`` of ``size``
+    nodes (``algorithm.tree_size``)."""
+    if choices is None:
+        return default_tree(num_heads, size)
+    paths = [tuple(int(r) for r in c) for c in choices]
+    bad = [p for p in paths if not p or len(p) > num_heads or min(p) < 0
+           or (len(p) > 1 and p[:-1] not in paths)]
+    if not paths or bad or len(set(paths)) != len(paths):
+        raise UserError(f"algorithm.tree_choices: every path must be a non-empty list of "
+                        f"per-head ranks (>= 0), at most num_heads={num_heads} long, listed "
+                        f"once, with its parent path listed too (bad: {bad or 'duplicates'}). "
+                        "Fix the list, or set it to null for the default tree.")
+    return paths
 
 
 def default_tree(num_heads: int, size: int = 32, topk: int = 10) -> list[Path]:

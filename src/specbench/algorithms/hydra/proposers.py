@@ -9,25 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from specbench.errors import UserError
-from specbench.static_tree import default_tree, order_choices, tree_depth, tree_topk
+from specbench.static_tree import checked_choices, order_choices, tree_depth, tree_topk
 
 
 def tree_choices(cfg, num_heads: int) -> list[tuple[int, ...]]:
-    """``algorithm.tree_choices`` checked (paths of per-head ranks, closed under prefixes), or
-    the default tree of ``algorithm.tree_size`` nodes."""
-    choices = cfg.tree_choices
-    if choices is None:
-        return default_tree(num_heads, int(cfg.tree_size))
-    paths = [tuple(int(r) for r in c) for c in choices]
-    bad = [p for p in paths if not p or len(p) > num_heads or min(p) < 0
-           or (len(p) > 1 and p[:-1] not in paths)]
-    if not paths or bad or len(set(paths)) != len(paths):
-        raise UserError(f"algorithm.tree_choices: every path must be a non-empty list of "
-                        f"per-head ranks (>= 0), at most num_heads={num_heads} long, listed "
-                        f"once, with its parent path listed too (bad: {bad or 'duplicates'}). "
-                        "Fix the list, or set it to null for the default tree.")
-    return paths
+    """``algorithm.tree_choices`` checked, or the default tree of ``algorithm.tree_size``."""
+    return checked_choices(cfg.tree_choices, num_heads, int(cfg.tree_size))
 
 
 class HydraChain:

@@ -33,9 +33,9 @@ from specbench.algorithms.medusa.config import (
     MedusaLmHead,
     MedusaTreeKind,
 )
+from specbench.static_tree import default_tree  # torch-free; Medusa's default static tree
 
-_MODEL_NAMES = {"Medusa", "MedusaChain", "MedusaTree", "ResidualStack", "default_tree",
-                "_tree_choices"}
+_MODEL_NAMES = {"Medusa", "MedusaChain", "MedusaTree", "ResidualStack", "_tree_choices"}
 
 
 def __getattr__(name: str):
@@ -44,4 +44,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["MedusaConfig", "MedusaLabels", "MedusaLmHead", "MedusaTreeKind", *sorted(_MODEL_NAMES)]
+__all__ = ["MedusaConfig", "MedusaLabels", "MedusaLmHead", "MedusaTreeKind", "default_tree",
+           *sorted(_MODEL_NAMES)]

@@ -18,7 +18,7 @@ from specbench.errors import UserError
 from specbench.log import get_logger
 from specbench.losses import linear_cross_entropy
 from specbench.static_tree import (
-    default_tree,
+    checked_choices,
     measured_tree,
     order_choices,
     tree_depth,
@@ -319,21 +319,7 @@ def _serve_target(model_cfg) -> tuple[str, str]:
 
 
 def _tree_choices(cfg, num_heads: int) -> list[tuple[int, ...]]:
-    choices = cfg.tree_choices
-    if choices is None:
-        size = int(cfg.tree_size)
-        if size < 1:
-            raise UserError(f"algorithm.tree_size={size} must be at least 1.")
-        return default_tree(num_heads, size)
-    paths = [tuple(int(r) for r in c) for c in choices]
-    bad = [p for p in paths if not p or len(p) > num_heads or min(p) < 0
-           or (len(p) > 1 and p[:-1] not in paths)]
-    if not paths or bad or len(set(paths)) != len(paths):
-        raise UserError(f"algorithm.tree_choices: every path must be a non-empty list of "
-                        f"per-head ranks (>= 0), at most num_heads={num_heads} long, listed "
-                        f"once, with its parent path listed too (bad: {bad or 'duplicates'}). "
-                        "Fix the list, or set it to null for the default tree.")
-    return paths
+    return checked_choices(cfg.tree_choices, num_heads, int(cfg.tree_size))
 
 
 class MedusaTree(MedusaChain):
