@@ -101,6 +101,9 @@ def test_eval_results_reach_wandb_summary_and_table(tiny_run):
     s = Run.summary
     assert s["decode/autoregressive/tau"] == 1.0
     assert s["decode/medusa_chain/tau"] == result["overall"]["medusa_chain"]["tau"]
+    tree = result["overall"]["medusa_tree"]  # the tree's node budget goes beside its tau
+    assert s["decode/medusa_tree/draft_nodes_max"] == tree["draft_nodes_max"] > 0
+    assert s["decode/medusa_tree/tokens_per_forward"] == tree["tokens_per_forward"]
     table = logged["decode/per_category"]
     assert table.columns[:3] == ["category", "method", "tau"]
     assert len(table.data) == 5 * (1 + len(result["per_category"]))

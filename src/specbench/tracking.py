@@ -112,7 +112,8 @@ class RunTracker:
         try:
             import wandb
 
-            metrics = ("tau", "speedup", "tokens_per_s", "draft_time_share", "exact")
+            metrics = ("tau", "tokens_per_forward", "draft_nodes_mean", "draft_nodes_max",
+                       "speedup", "tokens_per_s", "draft_time_share", "exact")
             self.wandb_run.summary.update({f"decode/{m}/{k}": v[k]
                                            for m, v in result["overall"].items() for k in metrics})
             table = wandb.Table(columns=["category", "method", *metrics, "target_forwards"])
