@@ -178,3 +178,18 @@ def test_an_equal_vocab_export_rebuilds_the_draft(run):
         small = {k: v for k, v in tensors.items() if k != "lm_head.weight"}
         with pytest.raises(UserError, match="lack d2t"):
             Eagle3.from_state(cfg.algorithm, target, small)
+
+
+def test_one_serving_target_rule_for_every_algorithm():
+    """The target in every serve line: the hub id (and revision), the local path, the embedded
+    SmolLM2's dequantised copy (the weights the draft was trained on), <TARGET> for random."""
+    from specbench.config import compose
+    from specbench.embedded import embedded_model_dir
+    from specbench.export import serving_target
+
+    hub = compose(["model=llama3-8b", "model.revision=abc"]).model
+    assert serving_target(hub) == (hub.hub_id, " --revision abc")
+    local = compose(["model=llama3-8b", "model.source=local", "model.path=/m/x"]).model
+    assert serving_target(local) == ("/m/x", "")
+    assert serving_target(compose([]).model) == (str(embedded_model_dir()), "")
+    assert serving_target(compose(["model=tiny-llama"]).model) == ("<TARGET>", "")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from specbench.checkpoint import (
     save_weights,
     staged_dir,
 )
+from specbench.config import enum_value
 from specbench.errors import UserError
 from specbench.log import get_logger
 
@@ -137,6 +139,23 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None,
         log.info(f"serve {dest} with (also in {dest / 'SERVING.md'}; docs/serving.md):\n"
                  + "\n".join(commands))
     return dest
+
+
+def serving_target(model_cfg) -> tuple[str, str]:
+    """The run's target as a serving engine takes it, and extra flags: the hub id (with its
+    ``--revision``), the local directory, the embedded SmolLM2's dequantised copy (the weights
+    the draft was trained on), or ``<TARGET>`` for random weights, which no engine can load."""
+    source = enum_value(model_cfg.source)
+    if source == "hub":
+        rev = model_cfg.get("revision")
+        return str(model_cfg.hub_id), (f" --revision {shlex.quote(str(rev))}" if rev else "")
+    if source == "local":
+        return str(model_cfg.path), ""
+    if source == "embedded":
+        from specbench.embedded import embedded_model_dir
+
+        return str(embedded_model_dir()), ""
+    return "<TARGET>", ""
 
 
 def serving_text(algorithm: str, fmt: str, commands: list[str]) -> str:

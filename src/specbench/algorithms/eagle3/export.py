@@ -47,22 +47,13 @@ VLLM_VERSIONS = "vLLM 0.33.0"
 SGLANG_VERSIONS = "SGLang 0.5.23"
 
 
-def _target(cfg) -> str:
-    model = cfg.model
-    if str(model.get("source")) == "local" and model.get("path"):
-        return str(model.path)
-    if model.get("hub_id"):
-        return str(model.hub_id)
-    return "<TARGET>"  # random weights: no engine can load the run's target
-
-
 def serving_commands(fmt: str, export_dir, cfg) -> list[str]:
     """The exact serve lines for an export: vLLM with ``method`` given (vLLM otherwise picks
     EAGLE-3 only when the draft path contains "eagle3"), SGLang with the run's tree settings."""
     from specbench.algorithms.eagle3.config import tree_settings
+    from specbench.export import serving_target
 
-    target, draft = _target(cfg), str(export_dir)
-    rev = f" --revision {cfg.model.revision}" if cfg.model.get("revision") else ""
+    (target, rev), draft = serving_target(cfg.model), str(export_dir)
     alg = cfg.algorithm
     spec = json.dumps({"method": "eagle3", "model": draft,
                        "num_speculative_tokens": int(alg.ttt_length)})

@@ -189,7 +189,9 @@ class Medusa(DraftAlgorithm):
         k = int(cfg.algorithm.num_heads)
         spec = json.dumps({"method": "medusa", "model": str(export_dir),
                            "num_speculative_tokens": k})
-        target, extra = _serve_target(cfg.model)
+        from specbench.export import serving_target
+
+        target, extra = serving_target(cfg.model)
         return [
             "vLLM <= 0.32 (the format of vLLM 0.32.0's MedusaModel; vLLM 0.33 removed Medusa, "
             "its method, model and config, and cannot load this export):",
@@ -300,22 +302,6 @@ class MedusaChain:
 
     def accept(self, ids, n_new, out):
         self.h = out.final_hidden[0, -1]
-
-
-def _serve_target(model_cfg) -> tuple[str, str]:
-    """The target as ``vllm serve`` takes it, and extra flags: the hub id (and revision), the
-    local directory, or the embedded SmolLM2's dequantised copy the runs trained on."""
-    source = enum_value(model_cfg.source)
-    if source == "hub":
-        rev = model_cfg.revision
-        return str(model_cfg.hub_id), (f" --revision {shlex.quote(str(rev))}" if rev else "")
-    if source == "local":
-        return str(model_cfg.path), ""
-    if source == "embedded":
-        from specbench.embedded import embedded_model_dir
-
-        return str(embedded_model_dir()), ""
-    return "<the target's model directory: model.source=random has none>", ""
 
 
 def _tree_choices(cfg, num_heads: int) -> list[tuple[int, ...]]:
