@@ -185,7 +185,9 @@ def check_decode_against_target(cfg, vocab_size: int) -> None:
     get_algorithm(cfg.algorithm.name).check_decode_settings(cfg.algorithm, int(vocab_size))
 
 
-def load_draft(run_dir: Path, cfg, target):
+def load_draft(run_dir: Path, cfg, target, heldout: dict | None = None):
+    """The run's trained draft, calibrated with its final held-out counters (``heldout``:
+    summary.json's ``eval_split.metrics``), in the target's dtype and device, in eval mode."""
     if not (run_dir / "draft.safetensors").is_file():
         raise UserError(f"{run_dir} has no draft.safetensors: the run did not complete. Finish "
                         "it (trainer.resume=true) before evaluating.")
@@ -197,19 +199,9 @@ def load_draft(run_dir: Path, cfg, target):
         raise UserError(f"{run_dir / 'draft.safetensors'} does not fit the run's config.json "
                         f"({type(err).__name__}: {str(err)[:200]}): the files are from "
                         "different runs or damaged. Train the run again.") from None
-    draft.calibrate(_heldout_metrics(run_dir))
+    draft.calibrate(heldout or {})
     # decode in the target's dtype: the frozen buffers borrowed from it are already in it
     return draft.to(device=target.device, dtype=target.model.dtype).eval()
-
-
-def _heldout_metrics(run_dir: Path) -> dict:
-    """The run's final held-out counters (``summary.json`` ``eval_split.metrics``); {} for a run
-    recorded without them."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-        return dict((summary.get("eval_split") or {}).get("metrics") or {})
-    except (OSError, ValueError, AttributeError, TypeError):
-        return {}
 
 
 def check_same_target(recorded, requested, run_dir: Path) -> None:
@@ -384,7 +376,7 @@ def decoding_overrides(cfg, items: list[str] | None) -> dict:
     from specbench.algorithms import CONFIGS
 
     name = cfg.algorithm.name
-    fields = {f.name: f for f in dataclasses.fields(CONFIGS[name])} if name in CONFIGS else {}
+    fields = {f.name: f for f in dataclasses.fields(CONFIGS[name])}  # a registered algorithm
     over = {}
     for item in items or []:
         key, eq, value = item.partition("=")
@@ -407,7 +399,7 @@ def decoding_overrides(cfg, items: list[str] | None) -> dict:
             over[bare] = value
     try:
         merged = OmegaConf.merge(cfg.algorithm, over)
-        OmegaConf.to_object(merged) if name in CONFIGS else None  # the schema's own checks
+        OmegaConf.to_object(merged)  # the schema's own checks (__post_init__)
     except Exception as err:  # omegaconf validation errors, __post_init__'s ValueError
         raise UserError(f"--set {' '.join(items)}: {str(err).splitlines()[0]}") from None
     cfg.algorithm = merged
@@ -428,7 +420,9 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     target run its own code; it is never taken from the run directory."""
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
-    fingerprint = _recorded_fingerprint(run_dir)  # a damaged summary.json fails before the work
+    summary = _recorded_summary(run_dir)  # a damaged summary.json fails before the work
+    fp = summary.get("fingerprint")
+    fingerprint = fp if isinstance(fp, str) else None
     out = run_dir / "eval.json"
     if standalone or label is not None:
         label, out = _check_label(run_dir, label)
@@ -450,7 +444,8 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     target = load_target(cfg.model, seed=int((cfg.get("trainer") or {}).get("seed", 0)),
                          device=device)
     check_decode_against_target(cfg, target.config.vocab_size)
-    draft = load_draft(run_dir, cfg, target)
+    heldout = (summary.get("eval_split") or {}).get("metrics")
+    draft = load_draft(run_dir, cfg, target, heldout if isinstance(heldout, dict) else None)
     alg = cfg.algorithm.name
     methods = _methods(e, alg, draft)
     per_prompt = _decode_all(target, questions, methods, e.max_new_tokens)
@@ -519,11 +514,16 @@ def _eval_tracker(run_dir: Path, mode: str):
                       f"{config['algorithm']['name']}-eval", metrics=False)
 
 
-def _recorded_fingerprint(run_dir: Path) -> str | None:
+def _recorded_summary(run_dir: Path) -> dict:
+    """The run's summary.json ({} when there is none); a damaged one is a UserError."""
     summary = run_dir / "summary.json"
     if not summary.is_file():
-        return None
-    fp = read_json(summary, "Evaluate another run, or train this one again.").get("fingerprint")
+        return {}
+    return read_json(summary, "Evaluate another run, or train this one again.")
+
+
+def _recorded_fingerprint(run_dir: Path) -> str | None:
+    fp = _recorded_summary(run_dir).get("fingerprint")
     return fp if isinstance(fp, str) else None
 
 
