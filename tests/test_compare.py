@@ -178,6 +178,24 @@ def test_csv_columns_and_values(tmp_path):
     assert (m["medusa.num_heads"], m["eagle3.ttt_length"]) == ("4", "-")
     assert e["eagle3.ttt_length"] == str(rs["algorithm_config"]["ttt_length"])
     assert e["exact"] == m["exact"] == "yes"
+    # the confounds beside the ranking: horizon, target features, draft FLOPs
+    assert (e["horizon"], m["horizon"]) == (f"TTT depth {rs['algorithm_config']['ttt_length']}",
+                                            "4 heads")
+    assert e["target_features"] == m["target_features"] == "-"  # recorded before the key
+    assert float(e["draft_flops"]) == rs["train"]["flops"]["draft_forward_backward"]
+
+
+def test_report_shows_target_features_and_horizon(tmp_path):
+    d = make_run(tmp_path, "eagle3", alg="eagle3", tree_tau=1.6)
+    s = json.loads((d / "summary.json").read_text())
+    s["target_features"] = {"layers": [1, 14, 26], "final_hidden": True}
+    (d / "summary.json").write_text(json.dumps(s))
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
+    row = read_csv(res["out"])[0]
+    assert row["target_features"] == "1,14,26 + final"
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| horizon | features |" in md and "draft FLOPs" in md
+    assert "TTT depth 7" in md and "1,14,26 + final" in md
 
 
 class _Html(HTMLParser):

@@ -94,6 +94,30 @@ def test_stops_at_eos_and_budget():
     assert res.tokens == ref[:9]
 
 
+def test_acceptance_by_position_counts_reached_and_accepted_positions():
+    """The Oracle's third token is always wrong: positions 0 and 1 are always accepted,
+    position 2 never, and positions 3-4 are never reached."""
+    from specbench.evaluate import acceptance_by_position
+
+    target = load_target(compose(["model=tiny-llama"]).model)
+    prompt = list(range(10, 20))
+    ref = greedy_reference(target, prompt, 30)
+    res = speculative_generate(target, Oracle(ref, len(prompt)), prompt, 30, eos_ids=set())
+    reached, hits = res.acceptance_by_position()
+    steps = len(res.accepted)
+    assert res.draft_depth[:-1] == [5] * (steps - 1)
+    full = sum(d == 5 for d in res.draft_depth)  # the budget trims the last draft
+    assert full >= steps - 1 and reached[0] == steps
+    assert hits[:2] == reached[:2] and reached[2] >= full and hits[2] == 0
+    assert reached[3:] == [0, 0] and hits[3:] == [0, 0]
+    row = {"m": {"accept_reached": reached, "accept_hits": hits}}
+    assert acceptance_by_position([row, row], "m") == [1.0, 1.0, 0.0]
+    assert acceptance_by_position([{"m": {}}], "m") == []  # a record from before the counts
+    # a hand-made history: accepted 1 of depth 3, then 3 of 3, then 0 of 2
+    res.accepted, res.draft_depth = [1, 3, 0], [3, 3, 2]
+    assert res.acceptance_by_position() == ([3, 2, 1], [2, 1, 1])
+
+
 def test_prompt_lookup_proposes_what_followed_the_last_ngram():
     pl = PromptLookup(max_ngram=3, num_draft=4)
     assert pl.propose([1, 2, 3, 4, 5, 9, 2, 3]) == [4, 5, 9, 2]

@@ -375,6 +375,14 @@ class AlgorithmConfig:
     def check_target(self, model: ModelConfig) -> None:
         """Rules that need the target's settings too (``model``); raise ValueError."""
 
+    @staticmethod
+    def horizon(settings: dict) -> str:
+        """The draft horizon of a run with these ``algorithm.*`` settings (a recorded
+        summary's ``algorithm_config``), as the comparison report shows it beside each
+        ranking: how many tokens one draft step reaches ahead, and by which mechanism (TTT
+        depth, heads, block size). It confounds a comparison, so it is always stated."""
+        return ""
+
 
 # The numbers of summary.json a sweep may optimise (``objective``), by section; ``top1`` and
 # ``top5`` are per-position lists, named with an index (``eval_split.top1.0``). Mirrors the

@@ -48,6 +48,7 @@ class GenerationResult:
     step_tokens: list[int] = field(default_factory=list)  # tokens each verify step committed
     # (accepted + 1, or accepted where the proposer drops the bonus), before any EOS/budget cut
     draft_nodes: list[int] = field(default_factory=list)  # draft nodes verified per step
+    draft_depth: list[int] = field(default_factory=list)  # the deepest draft path per step
     draft_time_s: float = 0.0
     total_time_s: float = 0.0
 
@@ -55,6 +56,19 @@ class GenerationResult:
     def tau(self) -> float:
         """The reference tau: mean tokens per verify step (prefill excluded); 1 with no step."""
         return sum(self.step_tokens) / len(self.step_tokens) if self.step_tokens else 1.0
+
+    def acceptance_by_position(self) -> tuple[list[int], list[int]]:
+        """Per draft position k (0 = the first drafted token): how many verify steps reached
+        it (k tokens accepted before it and a draft path at least k + 1 deep) and how many of
+        those accepted it. hits / reached is the conditional acceptance rate at k: how
+        acceptance decays along a chain or block."""
+        depth = max(self.draft_depth, default=0)
+        reached, hits = [0] * depth, [0] * depth
+        for acc, d in zip(self.accepted, self.draft_depth):
+            for k in range(min(acc + 1, d)):
+                reached[k] += 1
+                hits[k] += k < acc
+        return reached, hits
 
     @property
     def tokens_per_forward(self) -> float:
@@ -284,6 +298,7 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
         result.accepted.append(len(path))
         result.step_tokens.append(len(new))
         result.draft_nodes.append(len(tree.tokens))
+        result.draft_depth.append(max(tree.depths(), default=0))
         for i, tok in enumerate(new):  # stop at EOS inside the accepted run
             if tok in eos_ids:
                 new = new[: i + 1]

@@ -344,7 +344,28 @@ def _record(res, reference) -> dict:
             "verify_steps": len(res.step_tokens), "step_tokens": sum(res.step_tokens),
             "draft_nodes": sum(res.draft_nodes), "draft_nodes_max": max(res.draft_nodes, default=0),
             "time_s": res.total_time_s, "draft_time_s": res.draft_time_s,
+            "accept_reached": res.acceptance_by_position()[0],
+            "accept_hits": res.acceptance_by_position()[1],
             "exact": res.tokens == reference}
+
+
+def acceptance_by_position(rows: list, name: str) -> list[float]:
+    """The conditional acceptance rate at each draft position, over ``rows`` (per-prompt
+    records): accepted / reached, summed over verify steps. [] for a record written before
+    the decoder counted them."""
+    reached, hits = [], []
+    for r in rows:
+        for k, (n, a) in enumerate(zip(r[name].get("accept_reached", []),
+                                        r[name].get("accept_hits", []))):
+            if k == len(reached):
+                reached.append(0)
+                hits.append(0)
+            reached[k] += n
+            hits[k] += a
+    while reached and reached[-1] == 0:  # positions no step reached have no rate
+        reached.pop()
+        hits.pop()
+    return [a / n if n else 0.0 for n, a in zip(reached, hits)]
 
 
 def _aggregate(rows: list, methods) -> dict:
@@ -362,6 +383,7 @@ def _aggregate(rows: list, methods) -> dict:
                      "tokens_per_s": toks / secs,
                      "speedup": base / secs, "target_forwards": fwd,
                      "draft_time_share": sum(r[name]["draft_time_s"] for r in rows) / secs,
+                     "acceptance_by_position": acceptance_by_position(rows, name),
                      "exact": all(r[name]["exact"] for r in rows),
                      "mismatches": sum(not r[name]["exact"] for r in rows)}
     return out
@@ -544,6 +566,12 @@ def print_table(result: dict) -> None:
     lines.append("  tau: mean tokens per verify step (accepted + 1, prefill excluded: EAGLE's "
                  "and Spec-Bench's); tok/fwd: tokens per target forward, prefill included; "
                  "nodes: draft nodes verified per step, mean/max")
+    for name, m in result["overall"].items():
+        rates = m.get("acceptance_by_position") or []
+        if rates:
+            shown = " ".join(f"{a:.2f}" for a in rates[:16]) + (" ..." if len(rates) > 16
+                                                                 else "")
+            lines.append(f"  acceptance by position, {name}: {shown}")
     cats = result["per_category"]
     if len(cats) > 1:
         names = list(result["overall"])[1:]

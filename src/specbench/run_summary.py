@@ -59,6 +59,9 @@ def build_summary(run) -> dict:
         "status": run.status, "error": run.error, "algorithm": cfg.algorithm.name,
         "fingerprint": run.fp, "algorithm_config": fairness.algorithm_variables(cfg),
         "algorithm_details": run.model.describe(),
+        # what the draft reads from the target (a confound: the report shows it)
+        "target_features": {"layers": [int(i) for i in run.spec.layers],
+                            "final_hidden": bool(run.spec.final_hidden)},
         "controlled": fairness.controlled_variables(cfg), "dataset": stats,
         "checklist": checklist(run, stats),
         "train": train_figures(run),

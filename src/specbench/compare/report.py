@@ -68,6 +68,24 @@ def category_tau(r: Run, cat):
     return ((r.categories.get(cat) or {}).get(r.best_method) or {}).get("tau")
 
 
+def horizon(r: Run) -> str:
+    """The draft horizon (TTT depth, heads, block size) from the run's algorithm settings."""
+    from specbench.algorithms import CONFIGS
+
+    cls = CONFIGS.get(r.algorithm)
+    return cls.horizon(r.settings) if cls is not None else ""
+
+
+def features(r: Run) -> str:
+    """The target features the draft read: decoder-layer outputs (0-based) and/or the final
+    normed state; '' for a run recorded before summaries named them."""
+    spec = r.summary.get("target_features")
+    if not isinstance(spec, dict):
+        return ""
+    parts = [",".join(str(i) for i in spec.get("layers") or [])] if spec.get("layers") else []
+    return " + ".join(parts + (["final"] if spec.get("final_hidden") else [])) or "none"
+
+
 def exactness(r: Run) -> str:
     if not r.methods:
         return NA
@@ -85,8 +103,8 @@ def method_order(runs) -> list[str]:
 def run_columns(draft_methods, warning: bool, tune=()) -> list[str]:
     cols = ["rank", "run", "algorithm", "settings", "fingerprint", "seed"]
     cols += ["tuned"] if tune else []
-    cols += ["params", "train FLOPs", "train s", "train tok/s", "train loss", "eval loss",
-             "tau_sim"]
+    cols += ["params", "horizon", "features", "train FLOPs", "draft FLOPs", "train s",
+             "train tok/s", "train loss", "eval loss", "tau_sim"]
     for m in draft_methods:
         cols += [f"{m} tau", f"{m} nodes", f"{m} speedup"]
     return cols + ["exact"] + (["warning"] if warning else [])
@@ -98,8 +116,9 @@ def run_row(r: Run, rank, draft_methods, warning=None, tune=()) -> list[str]:
            str(r.seed) if r.seed is not None else NA]
     row += [fmt_tuned(tune, r.tuned_value(tune)) + (" (best)" if r.tuned_best else "")
             ] if tune else []
-    row += [fmt_big(t.get("trainable_params")),
-            fmt_big(dig(t, "flops.total")), fmt_num(t.get("train_time_s"), 0),
+    row += [fmt_big(t.get("trainable_params")), horizon(r) or NA, features(r) or NA,
+            fmt_big(dig(t, "flops.total")), fmt_big(dig(t, "flops.draft_forward_backward")),
+            fmt_num(t.get("train_time_s"), 0),
             fmt_num(t.get("tokens_per_s"), 0), fmt_num(t.get("final_loss"), 3),
             fmt_num(dig(s, "eval_split.loss"), 3), fmt_num(r.tau_sim, 3)]
     for m in draft_methods:
@@ -241,7 +260,8 @@ def tau_definition(r: Run) -> str:
 def csv_columns(methods, cats, algkeys, allow_mismatch, tune) -> list[str]:
     cols = ["group", "rank", "run", "status", "algorithm", "settings", "fingerprint", "seed"]
     cols += [*tune, "tuned_best"] if tune else []
-    cols += ["trainable_params", "train_flops", "train_time_s", "train_tokens_per_s",
+    cols += ["trainable_params", "horizon", "target_features", "train_flops", "draft_flops",
+             "train_time_s", "train_tokens_per_s",
              "final_train_loss", "eval_loss", "tau_sim", "rank_metric", "score", "best_method"]
     cols += ["tau_definition"] + [f"{m}_{x}" for m in methods for x in CSV_METHOD_KEYS]
     cols += ["exact"] + [f"tau_{c}" for c in cats] + algkeys
@@ -265,8 +285,8 @@ def csv_rows(runs, groups, allow_mismatch, tune=()) -> tuple[list[str], list[lis
             row = [r.group, i, r.name, r.status, r.algorithm, r.settings_str, r.fingerprint,
                    r.seed]
             row += [*r.tuned_value(tune), "yes" if r.tuned_best else "no"] if tune else []
-            row += [t.get("trainable_params"), dig(t, "flops.total"),
-                    t.get("train_time_s"), t.get("tokens_per_s"), t.get("final_loss"),
+            row += [t.get("trainable_params"), horizon(r), features(r), dig(t, "flops.total"),
+                    dig(t, "flops.draft_forward_backward"), t.get("train_time_s"), t.get("tokens_per_s"), t.get("final_loss"),
                     dig(s, "eval_split.loss"), r.tau_sim, g["metric"], score(r, g["metric"]),
                     r.best_method]
             row += [tau_definition(r) if r.eval else None]

@@ -56,6 +56,10 @@ class Eagle3Config(AlgorithmConfig):
     tree_total_tokens: int | None = setting(None, "deprecated: draft nodes without the root, "
                                             "= algorithm.total_token - 1", decoding=True)
 
+    @staticmethod
+    def horizon(settings: dict) -> str:
+        return f"TTT depth {settings.get('ttt_length', '?')}"
+
     def __post_init__(self):
         a = "algorithm"
         for key in ("ttt_length", "draft_vocab_size", "intermediate_size", "num_attention_heads",

@@ -61,6 +61,10 @@ class HydraConfig(AlgorithmConfig):
         "null: the default tree of tree_size nodes", decoding=True)
     tree_size: int = setting(32, "decoding: nodes of the default static tree", decoding=True)
 
+    @staticmethod
+    def horizon(settings: dict) -> str:
+        return f"{settings.get('num_heads', '?')} heads"
+
     def __post_init__(self):
         at_least("algorithm", "num_heads", self.num_heads, 1)
         at_least("algorithm", "num_layers", self.num_layers, 1,

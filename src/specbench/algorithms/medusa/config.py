@@ -45,6 +45,10 @@ class MedusaConfig(AlgorithmConfig):
     tree_size: int = setting(32, "decoding: nodes of the static tree (algorithm.tree)",
                              decoding=True)
 
+    @staticmethod
+    def horizon(settings: dict) -> str:
+        return f"{settings.get('num_heads', '?')} heads"
+
     def __post_init__(self):
         at_least("algorithm", "num_heads", self.num_heads, 1)
         at_least("algorithm", "num_layers", self.num_layers, 0,
