@@ -21,6 +21,8 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
                "specbench.algorithms.eagle3.config:Eagle3Config"),
     "hydra": ("specbench.algorithms.hydra.model:Hydra",
               "specbench.algorithms.hydra.config:HydraConfig"),
+    "dflash": ("specbench.algorithms.dflash.model:DFlash",
+               "specbench.algorithms.dflash.config:DFlashConfig"),
 }
 
 
