@@ -33,48 +33,55 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
-    """Per-row cross-entropy of ``z @ weight.T`` against ``labels`` and the argmax, chunk by
-    chunk: only ``z`` and the fp32 log-sum-exp are kept for backward, which rebuilds each
-    chunk's logits. ``weight`` (the frozen target lm_head) gets no gradient."""
+    """Per-row cross-entropy of ``z @ weight.T`` against ``labels`` and the top-1 hits, chunk
+    by chunk: only ``z`` and the fp32 log-sum-exp are kept for backward, which rebuilds each
+    chunk's logits. ``weight`` (the frozen target lm_head) gets no gradient. The elementwise
+    passes over the logits are the shared loss kernels' (``specbench.losses``: compiled where
+    torch.compile works, eager otherwise)."""
 
     @staticmethod
     def forward(ctx, z, weight, labels):
+        from specbench.losses import _call
+
         dtype = _compute_dtype(z)
         with torch.autocast(z.device.type, enabled=False):
             zc, wc = z.to(dtype), weight.to(dtype)
             n = z.shape[0]
             ce = torch.empty(n, dtype=torch.float32, device=z.device)
             lse = torch.empty_like(ce)
-            pred = torch.empty(n, dtype=torch.long, device=z.device)
+            hits = torch.empty(n, dtype=torch.bool, device=z.device)
             for i in range(0, n, CHUNK_ROWS):
-                logits = (zc[i: i + CHUNK_ROWS] @ wc.T).float()
-                lse[i: i + CHUNK_ROWS] = torch.logsumexp(logits, dim=-1)
-                target = logits.gather(1, labels[i: i + CHUNK_ROWS, None]).squeeze(1)
-                ce[i: i + CHUNK_ROWS] = lse[i: i + CHUNK_ROWS] - target
-                pred[i: i + CHUNK_ROWS] = logits.argmax(-1)
+                rows = slice(i, i + CHUNK_ROWS)
+                logits = zc[rows] @ wc.T
+                target = logits.gather(1, labels[rows, None]).squeeze(1).float()
+                lse[rows], rank = _call(0, logits, target)
+                ce[rows] = lse[rows] - target
+                # a row whose logits are not finite is never a hit
+                hits[rows] = (rank == 0) & torch.isfinite(lse[rows]) & torch.isfinite(target)
         ctx.save_for_backward(zc, wc, labels, lse)
         ctx.z_dtype = z.dtype
-        ctx.mark_non_differentiable(pred)
-        return ce, pred
+        ctx.mark_non_differentiable(hits)
+        return ce, hits
 
     @staticmethod
-    def backward(ctx, grad_ce, _grad_pred):
+    def backward(ctx, grad_ce, _grad_hits):
+        from specbench.losses import _call
+
         zc, wc, labels, lse = ctx.saved_tensors
         grad = torch.empty_like(zc)
+        one = torch.ones((), dtype=torch.float32, device=zc.device)
         with torch.autocast(zc.device.type, enabled=False):
             for i in range(0, zc.shape[0], CHUNK_ROWS):
                 rows = slice(i, i + CHUNK_ROWS)
-                p = torch.exp((zc[rows] @ wc.T).float() - lse[rows, None])
-                p.scatter_add_(1, labels[rows, None],
-                               torch.full((p.shape[0], 1), -1.0, device=p.device))
-                grad[rows] = (p * grad_ce[rows, None].float()).to(zc.dtype) @ wc
+                soft = _call(1, zc[rows] @ wc.T, lse[rows], labels[rows], one)  # p - onehot
+                grad[rows] = (soft @ wc) * grad_ce[rows, None].to(zc.dtype)
         return grad.to(ctx.z_dtype), None, None
 
 
 def chunked_cross_entropy(z, weight, labels):
-    """(cross-entropy per row in fp32, argmax per row) of the logits ``z @ weight.T``."""
+    """(cross-entropy per row in fp32, top-1 hit per row) of the logits ``z @ weight.T``."""
     if z.shape[0] == 0:
-        return z.new_zeros(0, dtype=torch.float32), labels.new_zeros(0)
+        return z.new_zeros(0, dtype=torch.float32), labels.new_zeros(0, dtype=torch.bool)
     return _ChunkedCrossEntropy.apply(z, weight, labels)
 
 
@@ -262,11 +269,11 @@ class DFlash(DraftAlgorithm):
         if anchors.shape[1]:
             hidden = self.block_hidden(self.context_kv(ctx), self.block_inputs(ids, anchors),
                                        anchors, ctx.dtype)
-            ce, pred = chunked_cross_entropy(hidden[sel], self.target_lm_head, labels[sel])
+            ce, hits = chunked_cross_entropy(hidden[sel], self.target_lm_head, labels[sel])
             w = weights[sel]
             if w.numel():
                 total = (w * ce).sum() / w.sum()
-                self._position_counters(counters, ce.detach(), pred == labels[sel], sel)
+                self._position_counters(counters, ce.detach(), hits, sel)
         if not total.requires_grad and torch.is_grad_enabled():  # nothing to train here
             total = total + sum(p.sum() for p in self.parameters()) * 0.0
         tokens = batch["attention_mask"].sum() if "attention_mask" in batch else ids.numel()
