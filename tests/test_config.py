@@ -143,7 +143,7 @@ def test_multirun_gives_each_job_its_own_run_and_one_fingerprint(tmp_path):
 
 @pytest.mark.parametrize("name", ["all_algorithms", "medusa_vs_eagle3", "num_heads_sweep", "lr_matched",
                                   "seed_repeat", "llama3_8b_seed_baseline",
-                                  "qwen25_7b_seed_baseline"])
+                                  "qwen25_7b_seed_baseline", "horizon_dflash", "horizon_eagle3"])
 def test_experiment_presets_compose_as_sweeps(name):
     """Every preset composes with the real configs, is a multirun into a fixed directory (so a
     re-run skips finished jobs), and sweeps only algorithm settings or the declared grid."""
@@ -159,9 +159,12 @@ def test_experiment_presets_compose_as_sweeps(name):
         cfg = hydra_compose(config_name="config", overrides=[f"experiment={name}"],
                             return_hydra_config=True)
     assert cfg.hydra.mode.name == "MULTIRUN"
-    assert cfg.hydra.sweep.dir == f"multirun/{name}"
+    horizon = name.startswith("horizon_")
+    assert cfg.hydra.sweep.dir == (f"multirun/horizon_matched/{name[8:]}" if horizon
+                                   else f"multirun/{name}")
     params = dict(cfg.hydra.sweeper.params)
-    allowed = {"algorithm", "algorithm.num_heads", "trainer.lr", "trainer.seed"}
+    allowed = {"algorithm", "algorithm.num_heads", "trainer.lr", "trainer.seed",
+               "algorithm.block_size", "algorithm.ttt_length"}
     assert params and set(params) <= allowed, params
     if name == "all_algorithms":  # every file of conf/algorithm/, so a new one joins in
         from specbench.algorithms import CONFIGS
@@ -231,3 +234,27 @@ def test_composing_a_config_imports_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_horizon_matched_presets_share_the_all_algorithms_settings():
+    """The horizon-matched sweep ranks against the all-algorithms runs: the same controlled
+    settings (so the same fingerprint), block_size 4 and 8 against ttt_length 4 and 8."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from specbench import fairness
+    from specbench.config import conf_dir, register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    out = {}
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        for name in ("all_algorithms", "horizon_dflash", "horizon_eagle3"):
+            cfg = hydra_compose(config_name="config", overrides=[f"experiment={name}"],
+                                return_hydra_config=True)
+            out[name] = (fairness.controlled_variables(cfg), dict(cfg.hydra.sweeper.params),
+                         cfg.algorithm.name)
+    assert out["horizon_dflash"][0] == out["horizon_eagle3"][0] == out["all_algorithms"][0]
+    assert out["horizon_dflash"][1:] == ({"algorithm.block_size": "4,8"}, "dflash")
+    assert out["horizon_eagle3"][1:] == ({"algorithm.ttt_length": "4,8"}, "eagle3")

@@ -96,7 +96,7 @@ def exactness(r: Run) -> str:
 
 def method_order(runs) -> list[str]:
     names = {m for r in runs for m in r.methods}
-    first = [m for m in (*BASELINES, "chain", "tree") if m in names]
+    first = [m for m in (*BASELINES, "chain", "tree", "block") if m in names]
     return first + sorted(names - set(first))
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specbench.algorithms.base import DraftAlgorithm
+from specbench.algorithms.dflash import export
 from specbench.algorithms.dflash.config import (
     DFlashConfig,
     _mask_message,
@@ -89,9 +90,7 @@ class DFlash(DraftAlgorithm):
     name = "dflash"
     config_class = DFlashConfig
     proposers = ("block",)
-    # ---- export: the lead wires export_formats / export_files / serving_config /
-    # ---- serving_commands here (algorithms/dflash/export.py).
-    export_formats = ()
+    export_formats = ("vllm", "sglang")  # the same files: the z-lab layout both load
 
     def __init__(self, cfg, target_config, embed_weight: torch.Tensor,
                  target_lm_head: torch.Tensor, mask_token_id: int,
@@ -154,6 +153,30 @@ class DFlash(DraftAlgorithm):
             raise UserError(f"algorithm.num_draft={k} must be in 1..{self.block_size - 1} "
                             "(block_size - 1, the tokens one block drafts).")
         return DFlashBlock(self, k)
+
+    def serving_config(self) -> dict:
+        """config.json of a vLLM/SGLang export (written next to the checkpoints)."""
+        from specbench.target import rope_theta_of
+
+        c = self.draft_cfg
+        return export.serving_config(
+            hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+            num_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+            num_key_value_heads=c.num_key_value_heads, head_dim=c.head_dim,
+            rms_norm_eps=c.rms_norm_eps, max_position_embeddings=c.max_position_embeddings,
+            vocab_size=c.vocab_size, rope_theta=rope_theta_of(c),
+            rope_parameters=getattr(c, "rope_parameters", None),
+            target_layers=self.target_layers, num_target_layers=self.num_target_layers,
+            block_size=self.block_size, mask_token_id=self.mask_token_id,
+            mask_token=self.mask_token)
+
+    @classmethod
+    def export_files(cls, fmt, run_dir, cfg, state, dtype, load_target):
+        return export.export_files(run_dir, state, dtype)
+
+    @classmethod
+    def serving_commands(cls, fmt, export_dir, cfg) -> list[str]:
+        return export.serving_commands(fmt, export_dir, cfg)
 
     def describe(self) -> dict:
         c = self.draft_cfg
