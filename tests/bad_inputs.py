@@ -85,6 +85,7 @@ def T(tool, args, expect, **kw) -> Row:  # noqa: N802
 
 TINY = ["model=tiny-llama"]
 E3 = ["algorithm=eagle3"]
+DF = ["algorithm=dflash"]
 CONV_ROW = {"messages": [{"role": "user", "content": "hi"},
                          {"role": "assistant", "content": "hello there"}]}
 
@@ -331,6 +332,25 @@ ROWS: list[Row] = [
       "algorithm.tree_choices: every path must be"),
     C("algorithm=hydra", ["algorithm=hydra", "export=[vllm]"],
       "No export is defined for algorithm 'hydra' (vLLM has no Hydra loader"),
+    # ------------------------------------------------------------ DFlash settings
+    C("algorithm=dflash", DF + ["algorithm.block_size=1"],
+      "algorithm.block_size=1 must be at least 2"),
+    C("algorithm=dflash", DF + ["algorithm.num_anchors=0"],
+      "algorithm.num_anchors=0 must be at least 1"),
+    C("algorithm=dflash", DF + ["algorithm.num_layers=0"],
+      "algorithm.num_layers=0 must be at least 1"),
+    C("algorithm=dflash", DF + ["algorithm.loss_gamma=0"], "algorithm.loss_gamma=0.0 must be"),
+    C("algorithm=dflash", DF + ["algorithm.num_draft=16"],
+      "algorithm.num_draft=16 exceeds the block_size - 1 = 15"),
+    C("algorithm=dflash", DF + ["algorithm.labels=soft"], "algorithm.labels", when="compose"),
+    C("algorithm=dflash", DF + ["algorithm.target_layers=[2,1]"],
+      "algorithm.target_layers=[2, 1] must name at least one decoder layer"),
+    C("algorithm=dflash", TINY + DF + ["algorithm.target_layers=[0,3]"],
+      "algorithm.target_layers=[0, 3] must name layers 0..2 of the target's 4"),
+    C("algorithm=dflash", TINY + DF + ["algorithm.mask_token_id=320"],
+      "algorithm.mask_token_id=320 must be below the target's vocabulary of 320"),
+    C("algorithm=dflash", TINY + DF + ["algorithm.num_key_value_heads=3"],
+      "algorithm.num_key_value_heads=3 must divide the draft's attention heads"),
     # ------------------------------------------------------------ decode settings
     C("decode", ["decode.lookahead.variant=lade"], "decode.lookahead.variant", when="compose"),
     C("decode", ["decode.prompt_lookup_match=first"], "decode.prompt_lookup_match",
