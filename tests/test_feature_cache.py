@@ -228,6 +228,26 @@ def test_layer_sets_union_and_needed(conv_file):
     assert feature_cache.stored_layers(e3.cache, spec, tc) == [0, 1, 2, "final"]
 
 
+def test_the_union_serves_dflash_and_eagle3_from_one_cache():
+    """DFlash fuses other target layers than EAGLE-3 (SmolLM2: 1, 8, 14, 20, 27 against 1, 14,
+    26): cache.layers=union stores both, so whichever algorithm builds the cache, the other
+    finds every layer it needs in it; cache.layers=needed stores one algorithm's only."""
+    from specbench.target import config_from_arch
+
+    cfg = compose(["algorithm=dflash"])
+    tc = config_from_arch(cfg.model.arch)
+    union = [1, 8, 14, 20, 26, 27, "final"]
+    specs = {}
+    for name in ("dflash", "eagle3", "medusa", "hydra"):
+        c = compose([f"algorithm={name}"])
+        specs[name] = get_algorithm(name).feature_spec(c.algorithm, tc)
+        assert feature_cache.stored_layers(c.cache, specs[name], tc) == union, name
+    assert specs["dflash"].layers == (1, 8, 14, 20, 27)
+    assert set(specs["eagle3"].layers) <= set(union) and set(specs["dflash"].layers) <= set(union)
+    needed = compose(["algorithm=dflash", "cache.layers=needed"]).cache
+    assert feature_cache.stored_layers(needed, specs["dflash"], tc) == [1, 8, 14, 20, 27, "final"]
+
+
 def test_cache_settings_do_not_change_the_fingerprint():
     sha = "0" * 64
     base = fairness.fingerprint(compose(), sha)
@@ -240,5 +260,6 @@ def test_cache_settings_do_not_change_the_fingerprint():
 def test_cli_prints_bytes_per_token(capsys):
     assert feature_cache.main([]) == 0  # the embedded SmolLM2, analytically: no model load
     out = capsys.readouterr().out
-    assert "[1, 14, 26, 'final'] -> 4608 bytes/token" in out
+    # the union: EAGLE-3's aux layers 1, 14, 26 and DFlash's 1, 8, 14, 20, 27 on SmolLM2
+    assert "[1, 8, 14, 20, 26, 27, 'final'] -> 8064 bytes/token" in out
     assert "medusa alone: ['final'] -> 1152 bytes/token" in out
