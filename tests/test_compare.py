@@ -193,7 +193,13 @@ def test_report_shows_target_features_and_horizon(tmp_path):
     res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
     row = read_csv(res["out"])[0]
     assert row["target_features"] == "1,14,26 + final"
+    ev = json.loads((d / "eval.json").read_text())
+    ev["overall"]["eagle3_chain"]["acceptance_by_position"] = [0.5, 0.25, 0.125]
+    (d / "eval.json").write_text(json.dumps(ev))
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
     md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "Acceptance by draft position" in md
+    assert "| eagle3 | chain | 0.50 | 0.25 | 0.12 |" in md
     assert "| horizon | features |" in md and "draft FLOPs" in md
     assert "TTT depth 7" in md and "1,14,26 + final" in md
 

@@ -203,6 +203,7 @@ def group_blocks(g: dict, drafts, shared, one_table: bool, tune) -> list[tuple]:
         blocks.append(table("Seed repeats (mean ± sample std)",
                             ["config", "runs", "seeds", f"{g['metric']}", "tau_sim",
                              "eval loss"], rows, verdict and f"top two: {verdict}"))
+    blocks += acceptance_blocks(rs, drafts)
     cats = sorted({c for r in rs for c in r.categories})
     if cats:
         rows = [[str(i), r.name, r.best_method or NA] +
@@ -211,6 +212,29 @@ def group_blocks(g: dict, drafts, shared, one_table: bool, tune) -> list[tuple]:
         blocks.append(table("Decoding tau per prompt category (best draft method)",
                             ["rank", "run", "method"] + cats, rows))
     return blocks
+
+
+ACCEPTANCE_POSITIONS = 16  # the report's columns; eval.json keeps every position
+
+
+def acceptance_blocks(rs, drafts) -> list[tuple]:
+    """Per run and draft method: the conditional acceptance rate at each draft position (a
+    tree's: at each depth; eval.json ``acceptance_by_position``), so the decay along a chain,
+    a block or a tree's depth is visible beside the ranking; nothing for files recorded before
+    the decoder counted it."""
+    rows = []
+    for r in rs:
+        for m in drafts:
+            rates = dig(r.methods, f"{m}.acceptance_by_position")
+            if rates:
+                rows.append([r.name, m, *(fmt_num(a, 2) for a in rates[:ACCEPTANCE_POSITIONS])])
+    if not rows:
+        return []
+    width = max(len(row) for row in rows) - 2
+    rows = [row + [""] * (width + 2 - len(row)) for row in rows]
+    return [table("Acceptance by draft position (accepted / reached, over verify steps)",
+                  ["run", "method", *(str(k) for k in range(width))], rows,
+                  "position k is reached when the k tokens before it were accepted")]
 
 
 def failed_blocks(failed) -> list[tuple]:
