@@ -104,6 +104,9 @@ def test_eval_results_reach_wandb_summary_and_table(tiny_run):
     tree = result["overall"]["medusa_tree"]  # the tree's node budget goes beside its tau
     assert s["decode/medusa_tree/draft_nodes_max"] == tree["draft_nodes_max"] > 0
     assert s["decode/medusa_tree/tokens_per_forward"] == tree["tokens_per_forward"]
+    chain = result["overall"]["medusa_chain"]["acceptance_by_position"]  # per draft position
+    assert chain and s["decode/medusa_chain/acceptance/0"] == chain[0]
+    assert not any(k.startswith("decode/autoregressive/acceptance") for k in s)
     table = logged["decode/per_category"]
     assert table.columns[:3] == ["category", "method", "tau"]
     assert len(table.data) == 5 * (1 + len(result["per_category"]))

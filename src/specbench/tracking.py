@@ -116,6 +116,9 @@ class RunTracker:
                        "speedup", "tokens_per_s", "draft_time_share", "exact")
             self.wandb_run.summary.update({f"decode/{m}/{k}": v[k]
                                            for m, v in result["overall"].items() for k in metrics})
+            self.wandb_run.summary.update({  # the acceptance at each draft position
+                f"decode/{m}/acceptance/{k}": a for m, v in result["overall"].items()
+                for k, a in enumerate(v.get("acceptance_by_position") or [])})
             table = wandb.Table(columns=["category", "method", *metrics, "target_forwards"])
             for cat, agg in [("overall", result["overall"]), *result["per_category"].items()]:
                 for m, v in agg.items():
