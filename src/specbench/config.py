@@ -366,6 +366,23 @@ class CacheConfig:
         at_least("cache", "shard_bytes", self.shard_bytes, 1)
 
 
+def check_draft_heads(num_attention_heads, num_key_value_heads, arch) -> None:
+    """A draft layer's ``algorithm.num_attention_heads`` / ``num_key_value_heads`` (None: the
+    target's, from ``arch`` = ``model.arch``) must divide the width and each other; ValueError
+    naming the setting."""
+    heads = num_attention_heads or arch.num_attention_heads
+    kv = num_key_value_heads or arch.num_key_value_heads
+    if num_attention_heads is not None and arch.hidden_size % heads:
+        raise ValueError(f"algorithm.num_attention_heads={heads} must divide "
+                         f"model.arch.hidden_size={arch.hidden_size}; leave it unset (null) "
+                         f"to copy the target's {arch.num_attention_heads}.")
+    if heads % kv:
+        raise ValueError(f"algorithm.num_key_value_heads={kv} must divide the draft's "
+                         f"attention heads, {heads} (algorithm.num_attention_heads, or the "
+                         "target's when unset); leave both unset (null) to copy the "
+                         "target's.")
+
+
 @dataclass
 class AlgorithmConfig:
     """Base of every algorithm's schema; ``name`` is the registry key."""

@@ -122,3 +122,55 @@ def linear_cross_entropy(z: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     dtype = _compute_dtype(z)
     loss, top1, top5 = _LinearCrossEntropy.apply(z.to(dtype), weight.to(dtype), labels)
     return loss, top1, top5
+
+
+CHUNK_ROWS = 1024  # chunked_cross_entropy builds this many rows of logits at a time
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Per-row cross-entropy of ``z @ weight.T`` against ``labels`` and the top-1 hits, chunk
+    by chunk: only ``z`` and the fp32 log-sum-exp are kept for backward, which rebuilds each
+    chunk's logits. ``weight`` (the frozen target lm_head) gets no gradient. The elementwise
+    passes over the logits are the kernels above (compiled where torch.compile works, eager
+    otherwise). DFlash's loss: many block positions over a large vocabulary."""
+
+    @staticmethod
+    def forward(ctx, z, weight, labels):
+        dtype = _compute_dtype(z)
+        with torch.autocast(z.device.type, enabled=False):
+            zc, wc = z.to(dtype), weight.to(dtype)
+            n = z.shape[0]
+            ce = torch.empty(n, dtype=torch.float32, device=z.device)
+            lse = torch.empty_like(ce)
+            hits = torch.empty(n, dtype=torch.bool, device=z.device)
+            for i in range(0, n, CHUNK_ROWS):
+                rows = slice(i, i + CHUNK_ROWS)
+                logits = zc[rows] @ wc.T
+                target = logits.gather(1, labels[rows, None]).squeeze(1).float()
+                lse[rows], rank = _call(0, logits, target)
+                ce[rows] = lse[rows] - target
+                # a row whose logits are not finite is never a hit
+                hits[rows] = (rank == 0) & torch.isfinite(lse[rows]) & torch.isfinite(target)
+        ctx.save_for_backward(zc, wc, labels, lse)
+        ctx.z_dtype = z.dtype
+        ctx.mark_non_differentiable(hits)
+        return ce, hits
+
+    @staticmethod
+    def backward(ctx, grad_ce, _grad_hits):
+        zc, wc, labels, lse = ctx.saved_tensors
+        grad = torch.empty_like(zc)
+        one = torch.ones((), dtype=torch.float32, device=zc.device)
+        with torch.autocast(zc.device.type, enabled=False):
+            for i in range(0, zc.shape[0], CHUNK_ROWS):
+                rows = slice(i, i + CHUNK_ROWS)
+                soft = _call(1, zc[rows] @ wc.T, lse[rows], labels[rows], one)  # p - onehot
+                grad[rows] = (soft @ wc) * grad_ce[rows, None].to(zc.dtype)
+        return grad.to(ctx.z_dtype), None, None
+
+
+def chunked_cross_entropy(z, weight, labels):
+    """(cross-entropy per row in fp32, top-1 hit per row) of the logits ``z @ weight.T``."""
+    if z.shape[0] == 0:
+        return z.new_zeros(0, dtype=torch.float32), labels.new_zeros(0, dtype=torch.bool)
+    return _ChunkedCrossEntropy.apply(z, weight, labels)

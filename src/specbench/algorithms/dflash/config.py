@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from specbench.config import AlgorithmConfig, at_least, positive, setting
+from specbench.config import AlgorithmConfig, at_least, check_draft_heads, positive, setting
 from specbench.errors import UserError
 
 
@@ -84,17 +84,7 @@ class DFlashConfig(AlgorithmConfig):
         v = arch.vocab_size
         if not _missing(self.mask_token_id) and not _missing(v) and self.mask_token_id >= v:
             raise ValueError(_mask_message(self.mask_token_id, v))
-        heads = self.num_attention_heads or arch.num_attention_heads
-        kv = self.num_key_value_heads or arch.num_key_value_heads
-        if self.num_attention_heads is not None and arch.hidden_size % heads:
-            raise ValueError(f"algorithm.num_attention_heads={heads} must divide "
-                             f"model.arch.hidden_size={arch.hidden_size}; leave it unset (null) "
-                             f"to copy the target's {arch.num_attention_heads}.")
-        if heads % kv:
-            raise ValueError(f"algorithm.num_key_value_heads={kv} must divide the draft's "
-                             f"attention heads, {heads} (algorithm.num_attention_heads, or the "
-                             "target's when unset); leave both unset (null) to copy the "
-                             "target's.")
+        check_draft_heads(self.num_attention_heads, self.num_key_value_heads, arch)
 
 
 def _missing(*values) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from specbench.config import AlgorithmConfig, at_least, positive, setting
+from specbench.config import AlgorithmConfig, at_least, check_draft_heads, positive, setting
 from specbench.errors import UserError
 
 # Default draft vocabulary by target vocabulary size: SpecForge's published drafts, and
@@ -87,17 +87,7 @@ class Eagle3Config(AlgorithmConfig):
             raise ValueError(f"algorithm.draft_vocab_size={self.draft_vocab_size} must be at "
                              f"most the target's vocabulary, model.arch.vocab_size="
                              f"{arch.vocab_size}.")
-        heads = self.num_attention_heads or arch.num_attention_heads
-        kv = self.num_key_value_heads or arch.num_key_value_heads
-        if self.num_attention_heads is not None and arch.hidden_size % heads:
-            raise ValueError(f"algorithm.num_attention_heads={heads} must divide "
-                             f"model.arch.hidden_size={arch.hidden_size}; leave it unset (null) "
-                             f"to copy the target's {arch.num_attention_heads}.")
-        if heads % kv:
-            raise ValueError(f"algorithm.num_key_value_heads={kv} must divide the draft's "
-                             f"attention heads, {heads} (algorithm.num_attention_heads, or the "
-                             "target's when unset); leave both unset (null) to copy the "
-                             "target's.")
+        check_draft_heads(self.num_attention_heads, self.num_key_value_heads, arch)
 
 
 AUX_RULE = ("sorted and unique (0-based; a layer's output is fused), each below the last "
