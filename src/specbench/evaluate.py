@@ -339,13 +339,13 @@ def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: in
 
 def _record(res, reference) -> dict:
     """One method's figures on one turn."""
+    reached, hits = res.acceptance_by_position()
     return {"tokens": len(res.tokens), "target_forwards": res.target_forwards,
             "tau": res.tau, "tokens_per_forward": res.tokens_per_forward,
             "verify_steps": len(res.step_tokens), "step_tokens": sum(res.step_tokens),
             "draft_nodes": sum(res.draft_nodes), "draft_nodes_max": max(res.draft_nodes, default=0),
             "time_s": res.total_time_s, "draft_time_s": res.draft_time_s,
-            "accept_reached": res.acceptance_by_position()[0],
-            "accept_hits": res.acceptance_by_position()[1],
+            "accept_reached": reached, "accept_hits": hits,
             "exact": res.tokens == reference}
 
 

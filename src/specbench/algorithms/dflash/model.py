@@ -125,7 +125,6 @@ class DFlash(DraftAlgorithm):
                 "mask_token_id": self.mask_token_id, "mask_token": self.mask_token,
                 "num_anchors": self.num_anchors, "labels": self.labels,
                 "loss_gamma": self.loss_gamma,
-                "trainable_params": sum(p.numel() for p in self.parameters() if p.requires_grad),
                 "draft_config": {k: getattr(c, k) for k in (
                     "hidden_size", "intermediate_size", "num_attention_heads",
                     "num_key_value_heads", "head_dim", "num_hidden_layers", "rms_norm_eps")}}
