@@ -82,8 +82,10 @@ def features(r: Run) -> str:
     spec = r.summary.get("target_features")
     if not isinstance(spec, dict):
         return ""
-    parts = [",".join(str(i) for i in spec.get("layers") or [])] if spec.get("layers") else []
-    return " + ".join(parts + (["final"] if spec.get("final_hidden") else [])) or "none"
+    layers = spec.get("layers") or []
+    parts = ([",".join(map(str, layers))] if layers else []) + (
+        ["final"] if spec.get("final_hidden") else [])
+    return " + ".join(parts) or "none"
 
 
 def exactness(r: Run) -> str:
@@ -310,7 +312,8 @@ def csv_rows(runs, groups, allow_mismatch, tune=()) -> tuple[list[str], list[lis
                    r.seed]
             row += [*r.tuned_value(tune), "yes" if r.tuned_best else "no"] if tune else []
             row += [t.get("trainable_params"), horizon(r), features(r), dig(t, "flops.total"),
-                    dig(t, "flops.draft_forward_backward"), t.get("train_time_s"), t.get("tokens_per_s"), t.get("final_loss"),
+                    dig(t, "flops.draft_forward_backward"), t.get("train_time_s"),
+                    t.get("tokens_per_s"), t.get("final_loss"),
                     dig(s, "eval_split.loss"), r.tau_sim, g["metric"], score(r, g["metric"]),
                     r.best_method]
             row += [tau_definition(r) if r.eval else None]
