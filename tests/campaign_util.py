@@ -92,6 +92,10 @@ kill = lambda *a, **k: die() if fire() else None  # noqa: E731
 if fault == "data":  # SIGKILL during data preparation
     import specbench.data
     wrap(specbench.data, "build_dataset", after=kill)
+elif fault == "rank_step":  # SIGKILL of one rank (CAMPAIGN_RANK) after a backward pass
+    import accelerate
+    if os.environ.get("RANK") == os.environ.get("CAMPAIGN_RANK", "1"):
+        wrap(accelerate.Accelerator, "backward", after=kill)
 elif fault == "step":  # SIGKILL after a backward pass, before the optimizer step
     import accelerate
     wrap(accelerate.Accelerator, "backward", after=kill)

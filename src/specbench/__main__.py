@@ -12,6 +12,7 @@ force=true (see specbench.sweep).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -31,13 +32,17 @@ register_configs()
 def app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
+    from specbench import distributed
     from specbench.errors import UserError
 
     hc = HydraConfig.get()
     multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
-    run_dir = Path(hc.runtime.output_dir)
+    run_dir = distributed_run_dir(Path(hc.runtime.output_dir))
+    main_rank = distributed.is_main()
 
     try:
+        if not main_rank:  # rank 0 holds the run directory and writes its files
+            return _run(cfg, hc, run_dir, multirun)
         with rundir.hold(run_dir):
             from specbench.log import log_to_file
 
@@ -50,6 +55,10 @@ def app(cfg: DictConfig) -> float:
             raise
         sys.exit(2)
     except UserError as err:
+        if not main_rank:  # rank 0 says it (every rank meets the same refusal)
+            if multirun:
+                raise
+            sys.exit(2)
         if rundir.remove_if_unused(run_dir):
             where = "(its empty run directory was removed)"
         else:
@@ -58,6 +67,24 @@ def app(cfg: DictConfig) -> float:
         if multirun:  # Hydra records the failed job (sweep.json) and runs the next one
             raise
         sys.exit(2)
+
+
+def distributed_run_dir(own: Path) -> Path:
+    """Rank 0's run directory, on every rank. Hydra names it from the clock, which ``main``
+    made rank 0's everywhere; should a rank still have resolved another one, the directory Hydra
+    made for it is removed (when empty) and rank 0's is used."""
+    from specbench import distributed
+
+    if not distributed.active():
+        return own
+    chosen = Path(distributed.broadcast(str(own)))
+    if chosen != own:
+        rundir.remove_if_unused(own)
+        parent = own.parent
+        with contextlib.suppress(OSError):  # a sweep dir of this rank alone
+            if parent != Path.cwd() and not any(parent.iterdir()):
+                parent.rmdir()
+    return chosen
 
 
 def preflight(cfg: DictConfig, algorithm_choice: str | None = None) -> None:
@@ -93,8 +120,11 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
         from specbench.io import read_json
 
         return objective_value(cfg, read_json(run_dir / "summary.json"))
-    if cfg.force and (aside := move_aside(run_dir)) is not None:
+    from specbench import distributed
+
+    if cfg.force and distributed.is_main() and (aside := move_aside(run_dir)) is not None:
         log.info(f"force=true: earlier files moved to {aside}")
+    distributed.barrier()
 
     decoded: dict = {}
 
@@ -116,6 +146,8 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
             print_table(decoded)
 
     summary = train(cfg, run_dir, after=after_training)
+    if not distributed.is_main():
+        return objective_value(cfg, summary)
     _print_result(run_dir, summary)
     bad = [n for n, m in decoded.get("overall", {}).items() if not m["exact"]]
     if bad and decoded["settings"]["dtype"] == "float32":
@@ -157,9 +189,13 @@ def main() -> None:
     try:  # before Hydra instantiates any callback named on the command line
         check_callback_overrides(sys.argv[1:])
         _check_output_dirs(sys.argv[1:])
+        from specbench import distributed
+
+        distributed.init()  # several processes: one process group, or a clear refusal
     except UserError as err:
         print(f"\nerror: {err}\n", file=sys.stderr)
         sys.exit(2)
+    distributed.freeze_hydra_clock()  # every rank names the same run directory
     app()
 
 

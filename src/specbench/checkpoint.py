@@ -155,7 +155,9 @@ def _as_os_error(err: Exception, where: Path) -> Exception:
 
 
 def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, scheduler,
-                    progress: dict, keep: int = 2) -> Path:
+                    progress: dict, keep: int = 2, rng: dict | None = None) -> Path:
+    """``optimizer``: an optimizer or its state dict (a sharded draft's, gathered whole);
+    ``rng``: the RNG state to record (default: this process's)."""
     root = Path(run_dir) / "checkpoints"
     final = root / f"step-{step:07d}"
     for stale in [*root.glob(".tmp-step-*"), *root.glob(".old-step-*")] if root.is_dir() \
@@ -166,8 +168,9 @@ def save_checkpoint(run_dir: Path, step: int, draft_state: dict, optimizer, sche
             save_weights(tmp / WEIGHTS, draft_state,
                          {"step": step, **{k: progress[k] for k in ("algorithm", "fingerprint")
                                            if k in progress}})
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "rng": rng_state()}, tmp / TRAINER_STATE)
+            torch.save({"optimizer": optimizer if isinstance(optimizer, dict)
+                        else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "rng": rng if rng is not None else rng_state()}, tmp / TRAINER_STATE)
         except OSError:
             raise
         except Exception as err:  # a full disk as torch's RuntimeError

@@ -53,6 +53,16 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Distributed(str, Enum):
+    ddp = "ddp"  # every rank holds the whole target and draft; gradients all-reduced
+    fsdp = "fsdp"  # FSDP2: the target's decoder layers sharded; the draft by trainer.fsdp_draft
+
+
+class FsdpDraft(str, Enum):
+    shard = "shard"  # the draft's parameters, gradients and AdamW state sharded (FSDP2)
+    replicate = "replicate"  # the draft whole on every rank (DDP)
+
+
 class BadRows(str, Enum):
     report = "report"  # skip bad rows, count them and list the first few in summary.json
     error = "error"  # stop at the first bad row, naming its line number
@@ -229,6 +239,12 @@ class TrainerConfig:
     precision: Precision = setting(Precision.bf16, "no: fp32 everywhere; bf16 / fp16: autocast "
                                    "for the draft, fp32 master weights")
     device: Device = setting(Device.auto, "auto (CUDA when visible), cpu or cuda")
+    distributed: Distributed = setting(Distributed.ddp, "with several processes (torchrun, "
+                                       "accelerate launch, srun): ddp replicates everything; "
+                                       "fsdp shards the target's decoder layers (FSDP2, "
+                                       "docs/distributed.md)")
+    fsdp_draft: FsdpDraft = setting(FsdpDraft.shard, "with trainer.distributed=fsdp: shard the "
+                                    "draft too, or replicate it (DDP)")
     # Bookkeeping only: these never change the maths, so they are not in the fingerprint.
     eval_every: int = setting(50, "optimizer steps between eval-loss passes (and at the end)")
     checkpoint_every: int = setting(0, "optimizer steps between checkpoints; 0: only at the end")
@@ -460,7 +476,7 @@ class Config:
 # Keys that never change the result of a run; left out of the fingerprint.
 BOOKKEEPING_KEYS = {
     "trainer": {"eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "resume",
-                "progress", "device"},
+                "progress", "device", "distributed", "fsdp_draft"},
     "model": {"name"},
     "data": {"name"},
     "decode": {"enabled"},

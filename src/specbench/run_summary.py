@@ -31,6 +31,7 @@ def checklist(run, stats: dict) -> dict:
         "tokens_trained": p["tokens"], "loss_tokens_trained": p["loss_tokens"],
         "micro_batch_size": tcfg.micro_batch_size, "grad_accum": run.accum,
         "world_size": run.world, "global_batch": run.global_bs,
+        "distributed": run.strategy, "draft_sharded": run.draft_sharded,
         "expected_optimizer_steps": run.total_steps, "optimizer_steps_taken": run.step,
         "steps_match": run.step == run.total_steps,
     }

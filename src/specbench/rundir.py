@@ -4,7 +4,7 @@
 is released when the process dies, even by kill -9) for as long as the block runs. A second
 process on the same directory fails at once with a message naming the directory and the holder's
 pid. The lock is reentrant within one process, so the entry point and the trainer may both hold
-it.
+it. In a distributed launch only rank 0 (``RANK``) takes it; the other ranks write nothing there.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def hold(run_dir: Path):
     except (FileExistsError, NotADirectoryError):
         raise UserError(f"The run directory {run_dir} is (or lies under) an existing file, not "
                         "a directory. Choose another hydra.run.dir.") from None
+    if os.environ.get("RANK", "0") not in ("", "0"):  # a distributed launch: rank 0 holds it
+        yield
+        return
     key = str(run_dir.resolve())
     lock = _HELD.get(key)
     if lock is None:

@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from specbench import fairness, rundir
+from specbench import distributed, fairness, rundir
 from specbench.algorithms import get_algorithm
 from specbench.algorithms.base import tau_sim
 from specbench.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     publish_weights,
+    rng_state,
     save_checkpoint,
     set_rng_state,
 )
@@ -104,14 +105,29 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def _make_accelerator(trainer_cfg):
-    from accelerate import Accelerator
-
+def resolve_device(trainer_cfg) -> str:
+    """``trainer.device`` made concrete: ``auto`` is CUDA where visible, else the CPU."""
     device = enum_value(trainer_cfg.device)
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("trainer.device=cuda but no CUDA device is visible; use trainer.device="
                         "auto or cpu.")
-    return Accelerator(mixed_precision=enum_value(trainer_cfg.precision), cpu=device == "cpu")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _make_accelerator(trainer_cfg):
+    from accelerate import Accelerator
+
+    launch = distributed.init()  # python -m specbench did it already; a library call may not
+    acc = Accelerator(mixed_precision=enum_value(trainer_cfg.precision),
+                      cpu=resolve_device(trainer_cfg) == "cpu")
+    if acc.num_processes != launch.world:
+        raise UserError(f"The launch started {launch.world} processes but accelerate sees "
+                        f"{acc.num_processes} (trainer.device={enum_value(trainer_cfg.device)}"
+                        "). Set trainer.device=cpu or cuda explicitly, or launch with torchrun "
+                        "--nproc_per_node N.")
+    return acc
 
 
 class TrainingDiverged(UserError):
@@ -181,9 +197,7 @@ class TrainingRun:
     def run(self) -> dict:
         validate(self.cfg)  # ranges and unknown keys (python -m specbench checked them already)
         self.previous = self.check_run_dir()
-        self.setup()
-        if self.tcfg.resume and self.previous is not None:
-            self.resume(self.previous)
+        self.setup()  # resumes from self.previous when trainer.resume=true
         self.start_tracking()
         try:
             self.train_loop()
@@ -220,6 +234,7 @@ class TrainingRun:
         acc = self.accelerator
         self.device, self.world, self.rank = acc.device, acc.num_processes, acc.process_index
         self.main = acc.is_main_process
+        self.strategy, self.draft_sharded = self.resolve_strategy()
         self.algo_cls = get_algorithm(cfg.algorithm.name)
         torch.manual_seed(tcfg.seed)
         self.target = load_target(cfg.model, seed=tcfg.seed, device=self.device)
@@ -240,6 +255,22 @@ class TrainingRun:
             self.source = self.fcache
         self.setup_draft()
 
+    def resolve_strategy(self) -> tuple[str, bool]:
+        """(``single``, ``ddp`` or ``fsdp``; whether the draft is sharded)."""
+        if self.world == 1:
+            if enum_value(self.tcfg.distributed) == "fsdp" and self.main:
+                log.warning("trainer.distributed=fsdp with one process: nothing to shard, the "
+                            "run trains as a single process. Launch several processes "
+                            "(torchrun --nproc_per_node N -m specbench ...) to shard.")
+            return "single", False
+        launch = distributed.launch()
+        if launch.fsdp_from_accelerate or enum_value(self.tcfg.distributed) == "fsdp":
+            shard = enum_value(self.tcfg.fsdp_draft) == "shard"
+            if launch.fsdp_from_accelerate:
+                shard = shard and launch.draft_sharded_by_accelerate
+            return "fsdp", shard
+        return "ddp", False
+
     def setup_fairness(self) -> None:
         """Global batch, fingerprint and step counts: the controlled part, printed."""
         tcfg, world = self.tcfg, self.world
@@ -258,21 +289,22 @@ class TrainingRun:
             "epoch": 0, "step_in_epoch": 0, "tokens": 0, "loss_tokens": 0,
             "train_time_s": 0.0, "draft_flops": 0.0, "target_flops": 0.0,
             "fingerprint": self.fp, "algorithm": self.cfg.algorithm.name,
+            "world_size": self.world, "global_batch": self.global_bs,
             "algorithm_config": fairness.algorithm_variables(self.cfg),
             "controlled": fairness.flatten(fairness.controlled_variables(self.cfg))}
 
     def setup_draft(self) -> None:
-        """The draft (fp32 master weights), the disk check, AdamW and the schedule."""
+        """The draft (fp32 master weights), the disk check, the checkpoint's weights when
+        resuming, the distributed wrapping (DDP or FSDP2), AdamW and the schedule."""
         cfg, tcfg = self.cfg, self.tcfg
         torch.manual_seed(tcfg.seed)
         self.model = to_fp32_params(self.algo_cls.build(cfg.algorithm, self.target,
                                                         self.dataset), self.device)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        if not self.params:
+        if not any(p.requires_grad for p in self.model.parameters()):
             raise UserError(f"algorithm={cfg.algorithm.name} with these settings has no "
                             "trainable parameters; change the algorithm settings (e.g. "
                             "algorithm.num_layers).")
-        self.n_params = sum(p.numel() for p in self.params)
+        self.n_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         # A checkpoint holds the weights and AdamW's two moments (fp32): keep + 1 at once.
         self.checkpoint_bytes = 3 * 4 * sum(t.numel() for t in self.model.state_dict().values())
         need = self.checkpoint_bytes * (tcfg.keep_checkpoints + 1)
@@ -281,38 +313,81 @@ class TrainingRun:
             raise UserError(f"Not enough disk for checkpoints in {self.run_dir}: about "
                             f"{_size(need)} needed, {_size(free)} free. Free space, lower "
                             "trainer.keep_checkpoints, or choose another hydra.run.dir.")
+        if self.main:
+            serving = self.model.serving_config()
+            if serving is not None:
+                write_json(self.run_dir / "draft_config.json", serving)
+        saved = None
+        if tcfg.resume and self.previous is not None:  # whole weights, before any wrapping
+            weights, saved_state, saved = load_checkpoint(self.previous)
+            self.check_same_settings(saved)
+            self.model.load_trainable_state_dict(weights)
+        self.wrap()
         optimizer = make_optimizer(self.params, tcfg)
         warmup = math.ceil(tcfg.warmup_ratio * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                            lr_lambda(warmup, self.total_steps))
         self.autocast = enum_value(tcfg.precision) != "no"
-        # The loss goes through forward() so that a distributed wrapper (DDP) syncs gradients.
-        self.draft, self.optimizer = self.accelerator.prepare(_LossForward(self.model),
-                                                              optimizer)
-        if self.main:
-            serving = self.model.serving_config()
-            if serving is not None:
-                write_json(self.run_dir / "draft_config.json", serving)
+        self.optimizer = self.accelerator.prepare(optimizer)
+        if saved is not None:
+            self.resume(saved_state, saved)
+
+    def wrap(self) -> None:
+        """``self.draft``: the loss module the training step calls (through forward(), so a
+        distributed wrapper syncs gradients); ``self.params``: the trainable parameters."""
+        loss_module = _LossForward(self.model)
+        if self.strategy == "fsdp" and self.fcache is None:  # the live target, sharded
+            n = distributed.shard_target_layers(self.target, self.device)
+            if self.main:
+                log.info(f"FSDP2: the target's {n} decoder layers are sharded over "
+                         f"{self.world} ranks; its embedding, final norm and lm_head are "
+                         "replicated")
+        if self.draft_sharded:
+            self.draft = distributed.shard_module(loss_module, self.device)
+        else:
+            self.draft = self.accelerator.prepare_model(loss_module)
+        if self.strategy == "fsdp" and self.main:
+            log.info("FSDP2: the draft is " + ("sharded" if self.draft_sharded else
+                                               "replicated (DDP)"))
+        self.params = [p for p in self.draft.parameters() if p.requires_grad]
 
     # -- resume ---------------------------------------------------------------------------
-    def resume(self, previous: Path) -> None:
-        weights, state, saved = load_checkpoint(previous)
-        self.check_same_settings(saved)
+    def resume(self, state: dict, saved: dict) -> None:
         self.finishing = saved.get("step") == self.total_steps
-        self.model.load_trainable_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.draft_sharded:
+            distributed.load_full_optimizer_state(self.draft, _unwrap(self.optimizer),
+                                                  self.params, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        per_rank = state["rng"].get("per_rank")
+        if per_rank is not None and len(per_rank) == self.world:
+            set_rng_state(per_rank[self.rank])
+        else:
+            set_rng_state({k: v for k, v in state["rng"].items() if k != "per_rank"})
+            if self.world > 1 and self.main:
+                log.warning(f"resuming with {self.world} processes from a checkpoint written "
+                            f"by {saved.get('world_size', 1)}: each rank continues rank 0's "
+                            "random stream, so random draws (DFlash's anchors) differ from an "
+                            "uninterrupted run; deterministic algorithms are unaffected.")
         self.step = saved.pop("step")
         if "log_window" in saved:  # the metrics window open at the checkpoint
             self.window.restore(saved.pop("log_window"))
+        saved.pop("world_size", None)
+        saved.pop("global_batch", None)
         self.progress.update(saved)
-        log.info(f"resumed from {previous} at step {self.step}"
+        log.info(f"resumed from {self.previous} at step {self.step}"
                  + (": training is complete, finishing the run" if self.finishing else ""))
 
     def check_same_settings(self, saved: dict) -> None:
         if saved.get("fingerprint") != self.fp:
             diff = _diff(saved.get("controlled") or {}, self.progress["controlled"])
+            if not diff and saved.get("global_batch") not in (None, self.global_bs):
+                diff = (f"the global batch was {saved['global_batch']} (world size "
+                        f"{saved.get('world_size')}) and is now {self.global_bs} (world size "
+                        f"{self.world}); a run resumes under another world size only with the "
+                        "same global batch: set trainer.global_batch_size="
+                        f"{saved['global_batch']}")
             what = diff or "the training data's content or the world size changed"
             raise UserError(f"Cannot resume {self.run_dir}: its fingerprint "
                             f"{saved.get('fingerprint')} differs from this config's {self.fp}, "
@@ -380,31 +455,32 @@ class TrainingRun:
         # batch with weight 0. DDP averages over ranks, hence world / len(group).
         slots = mine + [None] * (math.ceil(len(group) / world) - len(mine))
         step_loss, counts = 0.0, torch.zeros(5, dtype=torch.float64)
+        step_bank = CounterBank() if world > 1 else self.window.bank
         for j, idx in enumerate(slots):
             real = idx is not None
             rows = idx if real else group[0]
             batch = self.batch("train", rows)
             feats = self.features("train", rows, batch)
-            last = j == len(slots) - 1
-            with (contextlib.nullcontext() if last or world == 1
-                  else self.accelerator.no_sync(self.draft)):
+            with self.gradient_sync(last=j == len(slots) - 1):
                 with self.accelerator.autocast():
                     loss, counters = self.draft(feats, batch)
                 self.accelerator.backward(loss * (world / len(group) if real else 0.0))
             if not real:
                 continue
             loss_value = float(loss.detach())
-            step_loss += loss_value / len(mine)
-            self.window.bank.add(counters)
+            step_loss += loss_value / len(group)  # the mean over the step's micro batches
+            step_bank.add(counters)
             counts += self.batch_counts(batch, counters, loss_value)
-        if world > 1:
-            counts = self.accelerator.reduce(counts.to(self.device), "sum").cpu()
+        if world > 1:  # every rank's figures: the logged metrics are the whole step's
+            step_loss, counts = self.reduce_step(step_loss, counts, step_bank)
         ntok, nloss, dflops, tflops, nonfinite = counts.tolist()
         for key, value in (("tokens", int(ntok)), ("loss_tokens", int(nloss)),
                            ("draft_flops", dflops), ("target_flops", tflops)):
             self.progress[key] += value
         self.window.tokens += int(ntok)
         grad_norm = self.accelerator.clip_grad_norm_(self.params, self.tcfg.max_grad_norm)
+        if distributed.is_dtensor(grad_norm):  # a sharded draft's norm, reduced over ranks
+            grad_norm = grad_norm.full_tensor()
         self.check_finite(step_loss, float(grad_norm), bool(nonfinite))
         self.optimizer.step()
         self.scheduler.step()
@@ -419,6 +495,31 @@ class TrainingRun:
                                                  float(grad_norm), epoch)
             self.tracker.log(self.last_train, self.step)
             self.window = LogWindow()
+
+    def gradient_sync(self, last: bool):
+        """Gradients are reduced over ranks on the step's last micro batch only."""
+        if self.world == 1 or last:
+            if self.draft_sharded:
+                self.draft.set_requires_gradient_sync(True)
+            return contextlib.nullcontext()
+        if self.draft_sharded:
+            self.draft.set_requires_gradient_sync(False)
+            return contextlib.nullcontext()
+        return self.accelerator.no_sync(self.draft)
+
+    def reduce_step(self, step_loss: float, counts: torch.Tensor, bank: CounterBank):
+        """Sum the step's loss share, counts and metric counters over ranks; the counters go
+        into the log window, identical on every rank (so a checkpoint's window is whole)."""
+        gathered = distributed.all_gather((step_loss, counts.tolist(), bank.num, bank.den))
+        total = CounterBank()
+        for _loss, _counts, num, den in gathered:
+            for k in num:
+                total.add({k: (num[k], den[k])})
+        for k in sorted(total.num):
+            self.window.bank.add({k: (total.num[k], total.den[k])})
+        return (sum(g[0] for g in gathered),
+                torch.tensor([sum(col) for col in zip(*(g[1] for g in gathered))],
+                             dtype=torch.float64))
 
     def batch(self, split: str, rows: list[int]) -> dict:
         rows_of = self.dataset.train if split == "train" else self.dataset.eval
@@ -473,8 +574,9 @@ class TrainingRun:
                 idx = list(range(i, min(i + micro, len(rows))))
                 batch = self.batch("eval", idx)
                 feats = self.features("eval", idx, batch)
-                with self.accelerator.autocast():
-                    loss, counters = self.model.loss(feats, batch)
+                with self.accelerator.autocast():  # a sharded draft runs through its wrapper
+                    loss, counters = (self.draft(feats, batch) if self.draft_sharded
+                                      else self.model.loss(feats, batch))
                 bank.add(counters)
                 loss_sum += float(loss)
                 n += 1
@@ -484,12 +586,21 @@ class TrainingRun:
     def checkpoint(self) -> Path:
         acc, run_dir, step = self.accelerator, self.run_dir, self.step
         acc.wait_for_everyone()
+        weights = self.model.trainable_state_dict()
+        if self.draft_sharded:  # whole tensors, gathered from every rank (a collective)
+            weights = distributed.full_tensors(weights)
+            optimizer_state = distributed.full_optimizer_state(
+                self.draft, _unwrap(self.optimizer), self.params)
+        else:
+            optimizer_state = self.optimizer.state_dict()
+        rng = rng_state()
+        if self.world > 1:  # each rank's stream, restored per rank on resume
+            rng["per_rank"] = distributed.all_gather(rng_state())
         if self.main:
             state = {**self.progress, "log_window": self.window.state()}
             try:
-                save_checkpoint(run_dir, step, self.model.trainable_state_dict(),
-                                self.optimizer, self.scheduler, state,
-                                keep=self.tcfg.keep_checkpoints)
+                save_checkpoint(run_dir, step, weights, optimizer_state, self.scheduler, state,
+                                keep=self.tcfg.keep_checkpoints, rng=rng)
             except OSError as err:
                 if err.errno not in (errno.ENOSPC, errno.EDQUOT):
                     raise
@@ -549,6 +660,11 @@ class TrainingRun:
             self.tracker.finish(exit_code=0 if self.status in ("completed", "interrupted")
                                 else 1)
         return summary
+
+
+def _unwrap(optimizer):
+    """The torch optimizer inside accelerate's wrapper."""
+    return getattr(optimizer, "optimizer", optimizer)
 
 
 def _diff(theirs: dict, ours: dict, prefix: str = "") -> str:
