@@ -19,8 +19,17 @@ it ends: Hydra skips ``on_multirun_end`` when a job failed, so an ``atexit`` hoo
 (``failed`` if a job failed, ``interrupted`` with the interrupted job marked so, else
 ``completed``).
 
-Jobs are expected to run one after the other (Hydra's basic launcher, the default): sweep.json
-is read, updated and atomically replaced by each job, which parallel launchers could race on.
+Jobs may run one after the other (Hydra's basic launcher, the default) or at once, each in its
+own process (``hydra/launcher=local``, ``submitit_local``, ``slurm``: the submitit launcher).
+Every read-modify-write of sweep.json holds ``<sweep dir>/.sweep.json.lock`` (an OS lock,
+released if the process dies) and replaces the file atomically, so concurrent jobs never lose
+each other's entries and a reader never sees half a file. ``on_multirun_start`` and the final
+status run in the launching process; ``on_job_start``/``on_job_end`` run in the job's process
+(a submitit job is a pickled copy of this callback), and the launcher returns only once every
+job has ended, so the final status sees every job's record. A job launched as several processes
+(``torchrun``, or ``tasks_per_node`` > 1 under submitit/srun) records itself from its rank-0
+process only (``RANK``, else ``SLURM_PROCID``, else submitit's local rank); so does a sweep whose
+launching command itself runs as several processes (``torchrun -m specbench -m ...``).
 
 Hydra instantiates every ``hydra.callbacks`` entry, that is, calls its ``_target_`` with its
 arguments, before any job starts. Only the callbacks in ``ALLOWED_CALLBACKS`` are accepted
@@ -31,6 +40,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,12 +51,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from specbench.config import with_renamed_sections
 from specbench.errors import UserError
-from specbench.io import read_json, write_json
+from specbench.io import file_lock, read_json, write_json
 from specbench.log import get_logger
 
 log = get_logger(__name__)
 
 SWEEP_FILE = "sweep.json"
+SWEEP_LOCK = ".sweep.json.lock"  # held for every read-modify-write of sweep.json
 # Settings that never change a run's files: a completed run recorded with other values of these
 # is still the same run (a sweep re-run with trainer.resume=true skips its completed jobs).
 RERUN_KEYS = {"": {"force", "objective"}, "trainer": {"resume", "progress"}}
@@ -73,21 +84,24 @@ class SweepRecorder(Callback):
         check_callback_overrides(sys.argv[1:])
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if process_rank() != 0:  # torchrun -m specbench -m ...: every rank runs the sweeper
+            return
         root = Path(config.hydra.sweep.dir)
         root.mkdir(parents=True, exist_ok=True)
-        state = _read(root)
         params = config.hydra.sweeper.get("params")
-        state.update(status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                     finished=None, sweep_overrides=list(config.hydra.overrides.task),
-                     sweeper_params=OmegaConf.to_container(params) if params else {},
-                     jobs_total=jobs_total(config.hydra), note=None)
-        state.setdefault("jobs", [])
-        write_json(root / SWEEP_FILE, state)
+        with _locked(root):
+            state = _read(root)
+            state.update(status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                         finished=None, sweep_overrides=list(config.hydra.overrides.task),
+                         sweeper_params=OmegaConf.to_container(params) if params else {},
+                         jobs_total=jobs_total(config.hydra), note=None)
+            state.setdefault("jobs", [])
+            write_json(root / SWEEP_FILE, state)
         atexit.register(finish_sweep, root)  # Hydra skips on_multirun_end after a failed job
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         hc = _hydra()
-        if hc.mode is None or hc.mode.name != "MULTIRUN":
+        if hc.mode is None or hc.mode.name != "MULTIRUN" or process_rank() != 0:
             return
         self._t0 = time.time()
         root = Path(hc.sweep.dir)
@@ -97,7 +111,7 @@ class SweepRecorder(Callback):
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs: Any) -> None:
         hc = _hydra()
-        if hc.mode is None or hc.mode.name != "MULTIRUN":
+        if hc.mode is None or hc.mode.name != "MULTIRUN" or process_rank() != 0:
             return
         t0 = getattr(self, "_t0", time.time())
         entry = _job_entry(hc, status="completed")
@@ -122,6 +136,8 @@ class SweepRecorder(Callback):
         _update_job(Path(hc.sweep.dir), entry)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if process_rank() != 0:
+            return
         atexit.unregister(finish_sweep)
         finish_sweep(Path(config.hydra.sweep.dir), at_exit=False)
 
@@ -130,9 +146,15 @@ def finish_sweep(root: Path, at_exit: bool = True) -> None:
     """Record the sweep's final status. At exit (Hydra skipped ``on_multirun_end``: a job
     failed, or the sweeper stopped), a job still ``running`` was interrupted, and so was the
     sweep if fewer than ``jobs_total`` of its jobs ran."""
-    state = _read(root)
-    if not state:
+    if not (root / SWEEP_FILE).is_file():
         return
+    with _locked(root):
+        state = _read(root)
+        if state:
+            _finish(root, state, at_exit)
+
+
+def _finish(root: Path, state: dict, at_exit: bool) -> None:
     jobs = state.get("jobs", [])
     for job in jobs:
         if at_exit and job.get("status") == "running":
@@ -250,6 +272,25 @@ def _check_targets(targets: dict[str, Any]) -> None:
                 "docs/security.md).")
 
 
+def process_rank() -> int:
+    """This process's rank in a job launched as several processes: ``RANK`` (torchrun,
+    accelerate), else ``SLURM_PROCID`` (srun, the submitit SLURM launcher), else submitit's
+    local rank (``SUBMITIT_LOCAL_GLOBALID``); 0 in a plain process."""
+    for var in ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                continue
+    return 0
+
+
+def _locked(root: Path):
+    """The sweep's lock: held around every read-modify-write of sweep.json."""
+    return file_lock(root / SWEEP_LOCK)
+
+
 def _read(root: Path) -> dict:
     path = root / SWEEP_FILE
     return read_json(path, "Move it away (the sweep then starts a new record there) or give "
@@ -265,14 +306,17 @@ def _job_entry(hc, status: str) -> dict:
 
 
 def _update_job(root: Path, entry: dict) -> None:
-    state = _read(root)
-    entry["sweep_started"] = state.get("started")  # which run of the sweep last ran this job
-    jobs = [j for j in state.get("jobs", []) if j.get("dir") != entry["dir"]]
-    jobs.append(entry)
-    state["jobs"] = sorted(jobs, key=lambda j: j.get("num", 0))
-    if state.get("status") == "completed" or state.get("status") == "failed":
-        state["status"] = "running"  # a re-run of a finished sweep
-    write_json(root / SWEEP_FILE, state)
+    """Put ``entry`` in sweep.json in place of the job with the same ``dir`` (read, update and
+    atomic rewrite under the sweep's lock: jobs of a parallel launcher may do it at once)."""
+    with _locked(root):
+        state = _read(root)
+        entry["sweep_started"] = state.get("started")  # which run of the sweep last ran it
+        jobs = [j for j in state.get("jobs", []) if j.get("dir") != entry["dir"]]
+        jobs.append(entry)
+        state["jobs"] = sorted(jobs, key=lambda j: j.get("num", 0))
+        if state.get("status") == "completed" or state.get("status") == "failed":
+            state["status"] = "running"  # a re-run of a finished sweep
+        write_json(root / SWEEP_FILE, state)
 
 
 def already_completed(run_dir: Path, resolved: dict) -> bool:
