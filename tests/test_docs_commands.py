@@ -48,13 +48,14 @@ def doc_commands() -> list[tuple[str, str]]:
 
 
 def overrides_of(command: str) -> list[str]:
-    """The command's overrides: comments, ``--cfg job`` and the multirun flag dropped."""
+    """The command's overrides: comments, ``--cfg job``, ``-p KEY`` and the multirun flag
+    dropped."""
     args = shlex.split(command[len(PREFIX):], comments=True)
     out, skip_next = [], False
     for a in args:
         if skip_next:
             skip_next = False
-        elif a == "--cfg":
+        elif a in ("--cfg", "-p", "--package"):
             skip_next = True
         elif a not in FLAGS:
             out.append(a)
@@ -91,6 +92,9 @@ def test_doc_command_composes_and_validates(where, command):
     if "hparams_search=" in command:
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper",
                             reason="needs the optuna extra (pip install -e '.[optuna]')")
+    if "hydra/launcher=" in command:
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
+                            reason="needs the slurm extra (pip install -e '.[slurm]')")
     for job in combinations(overrides_of(command)):
         validate(compose(job))
 
