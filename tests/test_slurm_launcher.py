@@ -197,11 +197,15 @@ def test_the_presets_compose():
     _needs_submitit()
     slurm = _hydra_cfg("hydra/launcher=slurm", "hydra.launcher.partition=gpu",
                        "hydra.launcher.account=proj", "hydra.launcher.timeout_min=60",
-                       "hydra.sweep.dir=/sweeps/x").hydra.launcher
+                       "hydra.launcher.signal_delay_s=120", "hydra.sweep.dir=/sweeps/x",
+                       ).hydra.launcher
     assert slurm._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (slurm.nodes, slurm.gpus_per_node, slurm.tasks_per_node) == (1, 8, 8)
     assert slurm.cpus_per_task >= 1 and slurm.mem_gb >= 1 and slurm.signal_delay_s > 0
     assert slurm.max_num_timeout > 0 and slurm.additional_parameters.requeue is True
+    # the trainer's time-limit signal, SIGUSR1 (not submitit's SIGUSR2), for SLURM and submitit
+    assert slurm.additional_parameters.signal == "USR1@120"
+    assert slurm.additional_parameters.export == "ALL,SUBMITIT_PREEMPT_SIGNAL=USR1"
     assert (slurm.partition, slurm.account, slurm.timeout_min) == ("gpu", "proj", 60)
     assert slurm.submitit_folder == "/sweeps/x/.submitit/%j"
     local = _hydra_cfg("hydra/launcher=local").hydra.launcher
@@ -241,7 +245,9 @@ def test_the_slurm_preset_gives_this_sbatch_script(tmp_path, monkeypatch):
              if line.startswith("#SBATCH ")}
     assert {"--nodes=1", "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=10",
             "--mem=480GB", "--time=1440", "--partition=gpu", "--account=proj", "--requeue",
-            "--signal=USR2@300", "--array=0-1%2", "--job-name=specbench"} <= flags, flags
+            "--signal=USR1@300", "--export=ALL,SUBMITIT_PREEMPT_SIGNAL=USR1", "--array=0-1%2",
+            "--job-name=specbench"} <= flags, flags
+    assert [f for f in flags if f.startswith("--signal")] == ["--signal=USR1@300"]
     assert "\nsrun " in script  # one task per GPU, started by srun
 
 
