@@ -96,6 +96,15 @@ elif fault == "rank_step":  # SIGKILL of one rank (CAMPAIGN_RANK) after a backwa
     import accelerate
     if os.environ.get("RANK") == os.environ.get("CAMPAIGN_RANK", "1"):
         wrap(accelerate.Accelerator, "backward", after=kill)
+elif fault == "signal":  # a scheduler's signal (CAMPAIGN_SIGNAL, default TERM) after a
+    # backward pass, sent to this process or (CAMPAIGN_SIGNAL_TO=parent) to its launcher
+    import signal
+    import accelerate
+    sig = getattr(signal, "SIG" + os.environ.get("CAMPAIGN_SIGNAL", "TERM"))
+    to = os.getppid() if os.environ.get("CAMPAIGN_SIGNAL_TO") == "parent" else os.getpid()
+    if os.environ.get("RANK", "0") in ("", "0"):
+        wrap(accelerate.Accelerator, "backward", after=lambda *a, **k: os.kill(to, sig)
+             if fire() else None)
 elif fault == "step":  # SIGKILL after a backward pass, before the optimizer step
     import accelerate
     wrap(accelerate.Accelerator, "backward", after=kill)

@@ -38,6 +38,7 @@ from specbench.errors import UserError
 from specbench.feature_cache import human_size as _size
 from specbench.io import write_json
 from specbench.log import get_logger
+from specbench.preemption import PreemptionGuard, exit_code, requeue, resumes_automatically
 from specbench.run_summary import build_summary, positions
 from specbench.target import forward_flops_per_token, load_target
 from specbench.tracking import RunTracker
@@ -199,8 +200,10 @@ class TrainingRun:
         self.previous = self.check_run_dir()
         self.setup()  # resumes from self.previous when trainer.resume=true
         self.start_tracking()
+        self.guard = PreemptionGuard()
         try:
-            self.train_loop()
+            with self.guard:  # SIGTERM / SIGUSR1: checkpoint after this step, then stop
+                self.train_loop()
             self.finish_training()
         except BaseException as err:
             self.status, self.error = "failed", f"{type(err).__name__}: {err}"
@@ -210,11 +213,36 @@ class TrainingRun:
         if self.status == "completed" and not summary["checklist"]["steps_match"]:
             raise RuntimeError(f"optimizer steps taken ({self.step}) != expected "
                                f"({self.total_steps})")
+        if self.status == "preempted":
+            self.leave_preempted()
         return summary
+
+    def leave_preempted(self) -> None:
+        """After the preemption checkpoint: say how the run continues, ask SLURM to requeue
+        the job (SIGUSR1: the time limit is near) and exit with 128 + the signal."""
+        import signal
+
+        signum = self.guard.signum or signal.SIGTERM
+        if self.main:
+            log.warning(f"preempted ({signal.Signals(signum).name}) after optimizer step "
+                        f"{self.step}: checkpoint {self.run_dir}/checkpoints/step-"
+                        f"{self.step:07d} written. A requeued job, or any start in this run "
+                        "directory, resumes from it: "
+                        f"{rundir.resume_command(self.run_dir)}")
+            if signum == getattr(signal, "SIGUSR1", None):
+                requeue()
+        raise SystemExit(exit_code(signum))
 
     def check_run_dir(self) -> Path | None:
         previous = latest_checkpoint(self.run_dir)
-        if previous is not None and not self.tcfg.resume:
+        self.resuming = bool(self.tcfg.resume)
+        why = None if previous is None or self.resuming else \
+            resumes_automatically(self.run_dir)
+        if why is not None:
+            log.info(f"{self.run_dir} holds checkpoints and {why}: resuming from "
+                     f"{previous.name}")
+            self.resuming = True
+        if previous is not None and not self.resuming:
             raise UserError(f"{self.run_dir} already holds checkpoints ({previous.name}). To "
                             "continue or finish that run (training, then evaluation and export),"
                             f" run: {rundir.resume_command(self.run_dir)}  -- or choose a new run"
@@ -318,7 +346,7 @@ class TrainingRun:
             if serving is not None:
                 write_json(self.run_dir / "draft_config.json", serving)
         saved = None
-        if tcfg.resume and self.previous is not None:  # whole weights, before any wrapping
+        if self.resuming and self.previous is not None:  # whole weights, before any wrapping
             weights, saved_state, saved = load_checkpoint(self.previous)
             self.check_same_settings(saved)
             self.model.load_trainable_state_dict(weights)
@@ -557,12 +585,18 @@ class TrainingRun:
             self.eval_metrics = self.held_out_eval()
             self.tracker.log(self.eval_metrics, step)
         stopping = self.stop_after_steps is not None and step >= self.stop_after_steps
-        if stopping or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0
-                        and step != self.total_steps):
+        preempted = self.guard.requested
+        if self.world > 1:  # a signal may reach some ranks only: stop together
+            preempted = any(distributed.all_gather(preempted))
+        preempted = preempted and step != self.total_steps  # the last step finishes the run
+        if stopping or preempted or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0
+                                     and step != self.total_steps):
             self.checkpoint()
         if stopping:
             self.status = "interrupted"
-        return stopping
+        elif preempted:
+            self.status = "preempted"
+        return stopping or preempted
 
     # -- held-out evaluation, checkpoints, the end ---------------------------------------------
     def held_out_eval(self) -> dict:
@@ -617,7 +651,7 @@ class TrainingRun:
     def finish_training(self) -> None:
         """The final checkpoint (or, when finishing, the existing one) becomes the run's
         ``draft.safetensors``."""
-        if self.status == "interrupted":
+        if self.status in ("interrupted", "preempted"):
             return
         if self.finishing:
             final = self.previous
@@ -657,8 +691,8 @@ class TrainingRun:
             elif pending:
                 self.status = summary["status"] = "completed"
         finally:
-            self.tracker.finish(exit_code=0 if self.status in ("completed", "interrupted")
-                                else 1)
+            self.tracker.finish(exit_code=0 if self.status in ("completed", "interrupted",
+                                                               "preempted") else 1)
         return summary
 
 
