@@ -4,8 +4,10 @@ and a launch that cannot work is refused in seconds with a message naming the fi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,151 @@ def test_fsdp_checkpoint_resumes_in_one_process(data, single, tmp_path):
     ok(one_process([*settings(data, "eagle3", **common), "trainer.resume=true"], tmp_path))
     assert summary(run)["checklist"]["world_size"] == 1
     assert max_diff(run, single["eagle3"]) <= 1e-6
+
+
+# ------------------------------------------------------------------ launchers and refusals
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def refused_fast(proc: subprocess.CompletedProcess, seconds: float, limit: float = 10.0) -> str:
+    err = proc.stderr
+    assert proc.returncode == 2, (proc.stdout[-2000:], err[-3000:])
+    assert "Traceback" not in err and "error:" in err, err[-3000:]
+    assert seconds < limit, f"the refusal took {seconds:.1f} s"
+    return err
+
+
+def timed(cmd, cwd, **extra_env):
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=cwd, env=env(**extra_env), capture_output=True, text=True,
+                          timeout=120)
+    return proc, time.time() - t0
+
+
+def test_world_size_without_a_rendezvous_is_refused(data, tmp_path):
+    proc, t = timed([sys.executable, "-m", "specbench", *settings(data, "medusa")], tmp_path,
+                    WORLD_SIZE="2", RANK="0")
+    err = refused_fast(proc, t)
+    assert "WORLD_SIZE=2 is set but MASTER_ADDR, MASTER_PORT is not" in err
+    assert "torchrun --nproc_per_node 2" in err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_peers_that_never_arrive_are_refused(data, tmp_path):
+    proc, t = timed([sys.executable, "-m", "specbench", *settings(data, "medusa")], tmp_path,
+                    WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=str(free_port()), SPECBENCH_DIST_TIMEOUT_S="3")
+    err = refused_fast(proc, t)
+    assert "Could not form the process group of WORLD_SIZE=2 processes" in err
+    assert "SPECBENCH_DIST_TIMEOUT_S" in err
+
+
+def test_accelerate_cpu_launch_of_several_processes_is_refused(data, tmp_path):
+    """accelerate launch --cpu --num_processes 2 starts ONE process: refused, naming the
+    launch that starts two."""
+    accelerate = Path(sys.executable).with_name("accelerate")
+    proc, t = timed([str(accelerate), "launch", "--num_processes", "2", "--cpu",
+                     "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                     "-m", "specbench", *settings(data, "medusa")], tmp_path)
+    assert proc.returncode != 0
+    assert "accelerate launch --cpu --num_processes 2 starts only one process" in proc.stderr
+    assert "accelerate launch --multi_gpu --num_processes 2" in proc.stderr
+    assert t < 30  # accelerate's own start-up included
+
+
+@pytest.mark.parametrize("how", ["accelerate-fsdp", "srun", "submitit-local"])
+def test_other_launchers_start_a_world_of_two(how, data, single, tmp_path):
+    """accelerate launch --use_fsdp (its FSDP plugin selects FSDP2 sharding), srun (two tasks,
+    emulated by SLURM's variables) and the submitit launcher's local executor with two tasks
+    all train with world size 2, equal to one process."""
+    run = tmp_path / "run"
+    args = settings(data, "eagle3", **{"hydra.run.dir": run, "trainer.device": "auto"})
+    if how == "submitit-local":
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+        sweep = tmp_path / "sweep"
+        ok(one_process(["-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2",
+                        *[a for a in args if not a.startswith("hydra.run.dir=")],
+                        f"hydra.sweep.dir={sweep}"], tmp_path))
+        run = sweep / "0-eagle3"
+        assert json.loads((sweep / "sweep.json").read_text())["status"] == "completed"
+    elif how == "accelerate-fsdp":
+        accelerate = Path(sys.executable).with_name("accelerate")
+        ok(subprocess.run([str(accelerate), "launch", "--use_fsdp", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no",
+                           "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+                           "-m", "specbench", *args], cwd=tmp_path, env=env(),
+                          capture_output=True, text=True, timeout=300))
+        assert summary(run)["checklist"]["distributed"] == "fsdp"
+        assert summary(run)["checklist"]["draft_sharded"] is True
+    else:
+        port, procs = free_port(), []
+        for rank in range(2):
+            e = env(SLURM_PROCID=rank, SLURM_LOCALID=rank, SLURM_STEP_NUM_TASKS=2,
+                    SLURM_JOB_ID=4242, SLURM_JOB_NODELIST="localhost", MASTER_PORT=port)
+            for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR"):
+                e.pop(k, None)
+            procs.append(subprocess.Popen([sys.executable, "-m", "specbench", *args],
+                                          cwd=tmp_path, env=e, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err[-4000:]
+        assert summary(run)["checklist"]["distributed"] == "ddp"
+    assert summary(run)["checklist"]["world_size"] == 2
+    assert max_diff(run, single["eagle3"]) <= 1e-6
+
+
+def test_the_feature_cache_built_by_two_ranks_is_one_processs_cache(data, tmp_path):
+    """Both ranks ask for the cache at once: one builds it under the lock while the other
+    waits, and the cache (manifest and every shard's bytes) equals one process's build."""
+    def build(cache_dir, launch):
+        args = settings(data, "eagle3", **{"hydra.run.dir": tmp_path / f"run-{cache_dir.name}",
+                                           "cache.enabled": "true", "cache.dir": cache_dir,
+                                           "trainer.max_steps": 1})
+        ok(launch(args, tmp_path))
+        [key] = [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return {str(p.relative_to(key)): p.read_bytes() for p in key.rglob("*") if p.is_file()}
+
+    two = build(tmp_path / "cache-two", torchrun)
+    one = build(tmp_path / "cache-one", one_process)
+    assert two.keys() == one.keys() and any(k.endswith(".safetensors") for k in one)
+    manifest = [k for k in one if k.endswith("manifest.json")]
+    for k in one:
+        if k in manifest:
+            a, b = json.loads(one[k]), json.loads(two[k])
+            drop = ("created", "build_time_s", "built", "host")
+            assert {x: v for x, v in a.items() if x not in drop} == \
+                {x: v for x, v in b.items() if x not in drop}
+        else:
+            assert one[k] == two[k], k
+
+
+def test_launch_environment_rules():
+    from specbench import distributed as d
+    from specbench.errors import UserError
+
+    assert d.first_slurm_host("gpu[03-05,07],cpu1") == "gpu03"
+    assert d.first_slurm_host("node7") == "node7"
+    e = {"SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_STEP_NUM_TASKS": "8",
+         "SLURM_JOB_ID": "123", "SLURM_STEP_NODELIST": "a[1-4]"}
+    launch = d.launch_from_env(e)
+    assert (launch.world, launch.rank, launch.local_rank, launch.launcher) == (8, 3, 1, "slurm")
+    assert (e["MASTER_ADDR"], e["MASTER_PORT"]) == ("a1", "20123")
+    assert d.launch_from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "8"}).world == 1  # sbatch
+    assert d.launch_from_env({}).world == 1
+    with pytest.raises(UserError, match="RANK=2 is outside 0..1"):
+        d.launch_from_env({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "h",
+                           "MASTER_PORT": "1"})
+    with pytest.raises(UserError, match="FSDP_OFFLOAD_PARAMS"):
+        d.launch_from_env({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "h",
+                           "MASTER_PORT": "1", "ACCELERATE_USE_FSDP": "true",
+                           "FSDP_OFFLOAD_PARAMS": "true"})
+    shard = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "1",
+             "ACCELERATE_USE_FSDP": "true", "FSDP_SHARDING_STRATEGY": "NO_SHARD"}
+    launch = d.launch_from_env(shard)
+    assert launch.fsdp_from_accelerate and not launch.draft_sharded_by_accelerate

@@ -37,6 +37,13 @@ def app(cfg: DictConfig) -> float:
 
     hc = HydraConfig.get()
     multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+    try:  # main() did it, unless a launcher plugin (submitit) calls this function itself
+        distributed.init()
+    except UserError as err:
+        print(f"\nerror: {err}\n", file=sys.stderr)
+        if multirun:
+            raise
+        sys.exit(2)
     run_dir = distributed_run_dir(Path(hc.runtime.output_dir))
     main_rank = distributed.is_main()
 

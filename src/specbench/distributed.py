@@ -98,6 +98,24 @@ def from_slurm(env) -> None:
     env["SPECBENCH_LAUNCHER"] = "slurm"
 
 
+def from_submitit_local(env) -> None:
+    """The same for submitit's local executor (``hydra/launcher=local`` with
+    ``hydra.launcher.tasks_per_node=N``): its tasks run on this machine."""
+    if env.get("WORLD_SIZE") or env.get("SUBMITIT_EXECUTOR") != "local":
+        return
+    tasks = _int(env, "SUBMITIT_LOCAL_NTASKS") or 1
+    if tasks <= 1 or env.get("SUBMITIT_LOCAL_GLOBALID") is None:
+        return
+    env["WORLD_SIZE"] = str(tasks)
+    env["RANK"] = env["SUBMITIT_LOCAL_GLOBALID"]
+    env["LOCAL_RANK"] = env.get("SUBMITIT_LOCAL_LOCALID", env["RANK"])
+    env.setdefault("MASTER_ADDR", "127.0.0.1")
+    if not env.get("MASTER_PORT"):  # one port per job, the same on every task
+        job = re.sub(r"\D", "", env.get("SUBMITIT_LOCAL_JOB_ID", "") or "0")[-6:] or "0"
+        env["MASTER_PORT"] = str(20000 + int(job) % 20000)
+    env["SPECBENCH_LAUNCHER"] = "submitit-local"
+
+
 def check_accelerate_cpu(env) -> None:
     """``accelerate launch --cpu --num_processes N`` starts ONE process (accelerate's CPU
     launcher needs MPI for more): refuse instead of training silently with world size 1."""
@@ -132,6 +150,7 @@ def launch_from_env(env=None) -> Launch:
     translated first). Raises UserError for a launch that cannot form a process group."""
     env = os.environ if env is None else env
     from_slurm(env)
+    from_submitit_local(env)
     check_accelerate_cpu(env)
     world = _int(env, "WORLD_SIZE") or 1
     if world <= 1:

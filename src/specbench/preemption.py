@@ -1,9 +1,10 @@
 """Preemption: checkpoint on SIGTERM or SIGUSR1, and resume when the job comes back.
 
 A scheduler stops a job with a signal before it kills it: SLURM sends SIGTERM on preemption or
-``scancel`` (then SIGKILL after its grace time), and ``#SBATCH --signal=B:USR1@120`` sends
-SIGUSR1 two minutes before the time limit; torchrun passes a SIGTERM it receives on to every
-rank. While a run trains, specbench catches both signals: the optimizer step in progress
+``scancel`` (then SIGKILL after its grace time), and ``#SBATCH --signal=USR1@120`` sends SIGUSR1
+to the job's tasks two minutes before the time limit (without ``B:``, which would signal only
+the batch shell; ``hydra/launcher=slurm`` sets it); torchrun passes a SIGTERM it receives on to
+every rank. While a run trains, specbench catches both signals: the optimizer step in progress
 finishes, every rank agrees to stop, a checkpoint is written (atomically, as always), the run is
 recorded with status ``preempted`` and the process exits with 128 + the signal's number. On
 SIGUSR1 under SLURM the job also asks to be requeued (``scontrol requeue $SLURM_JOB_ID``); on
