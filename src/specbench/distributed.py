@@ -282,15 +282,25 @@ def mesh_for(device: torch.device):
     return _STATE[key]
 
 
-def shard_target_layers(target, device: torch.device) -> int:
-    """FSDP2 over each decoder layer of the frozen target (embedding, final norm and lm_head
-    stay whole: the drafts read them). Returns the number of layers sharded."""
+def shard_target(target, device: torch.device) -> int:
+    """FSDP2 over each decoder layer of the frozen target, which ``fully_shard`` moves (its
+    shard) to ``device``; the embedding, final norm, rotary tables and lm_head stay whole (the
+    drafts read them) and move to ``device``. Returns the number of layers sharded."""
     from torch.distributed.fsdp import fully_shard
 
     m = mesh_for(device)
     layers = target.decoder_layers
     for layer in layers:
         fully_shard(layer, mesh=m, reshard_after_forward=True)
+    sharded = {id(t) for layer in layers for t in [*layer.parameters(), *layer.buffers()]}
+    for module in target.model.modules():
+        for name, t in [*module.named_parameters(recurse=False),
+                        *module.named_buffers(recurse=False)]:
+            if id(t) not in sharded and t.device != device:
+                if isinstance(t, torch.nn.Parameter):
+                    t.data = t.data.to(device)
+                else:
+                    module._buffers[name] = t.to(device)
     return len(layers)
 
 

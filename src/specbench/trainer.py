@@ -265,7 +265,10 @@ class TrainingRun:
         self.strategy, self.draft_sharded = self.resolve_strategy()
         self.algo_cls = get_algorithm(cfg.algorithm.name)
         torch.manual_seed(tcfg.seed)
-        self.target = load_target(cfg.model, seed=tcfg.seed, device=self.device)
+        # FSDP over a live target: read it into host memory, then each rank keeps its shards
+        self.shard_live_target = self.strategy == "fsdp" and not cfg.cache.enabled
+        self.target = load_target(cfg.model, seed=tcfg.seed,
+                                  device="cpu" if self.shard_live_target else self.device)
         if cfg.decode.enabled:  # decoding settings the target's vocabulary cannot serve
             from specbench.evaluate import check_decode_against_target
 
@@ -281,6 +284,12 @@ class TrainingRun:
 
             self.fcache = prepare(cfg, self.target, self.dataset, self.spec, verbose=self.main)
             self.source = self.fcache
+        if self.shard_live_target:  # before the draft borrows the embedding and lm_head
+            n = distributed.shard_target(self.target, self.device)
+            if self.main:
+                log.info(f"FSDP2: the target's {n} decoder layers are sharded over "
+                         f"{self.world} ranks; its embedding, final norm and lm_head are "
+                         "replicated")
         self.setup_draft()
 
     def resolve_strategy(self) -> tuple[str, bool]:
@@ -364,12 +373,6 @@ class TrainingRun:
         """``self.draft``: the loss module the training step calls (through forward(), so a
         distributed wrapper syncs gradients); ``self.params``: the trainable parameters."""
         loss_module = _LossForward(self.model)
-        if self.strategy == "fsdp" and self.fcache is None:  # the live target, sharded
-            n = distributed.shard_target_layers(self.target, self.device)
-            if self.main:
-                log.info(f"FSDP2: the target's {n} decoder layers are sharded over "
-                         f"{self.world} ranks; its embedding, final norm and lm_head are "
-                         "replicated")
         if self.draft_sharded:
             self.draft = distributed.shard_module(loss_module, self.device)
         else:
