@@ -660,9 +660,10 @@ def help_text(overrides: list[str] | None = None) -> str:
     lines = [HELP_INTRO, "config groups (GROUP=OPTION; * this command's choice):"]
     cfg = compose(overrides)
     defaults = {"algorithm": cfg.algorithm.name, "model": cfg.model.name, "data": cfg.data.name}
-    groups = [p.name for p in conf_dir().iterdir() if p.is_dir() and
-              not p.name.startswith("_") and p.name != "hydra"]
-    groups += [f"hydra/{p.name}" for p in (conf_dir() / "hydra").glob("*") if p.is_dir()]
+    groups = []
+    for p in (p for p in conf_dir().iterdir() if p.is_dir() and not p.name.startswith("_")):
+        nested = [q.name for q in p.iterdir() if q.is_dir() and not q.name.startswith("_")]
+        groups += [f"{p.name}/{q}" for q in nested] if nested else [p.name]  # hydra/launcher
     for group in sorted(groups):
         options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
         chosen = defaults.get(group, "default" if "default" in options else None)
