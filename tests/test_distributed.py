@@ -135,19 +135,42 @@ def test_resume_after_one_rank_is_killed(data, single, tmp_path):
     close_rows(metric_rows(run), metric_rows(single["medusa"]))
 
 
-def test_fsdp_checkpoint_resumes_in_one_process(data, single, tmp_path):
-    """A sharded EAGLE-3 run killed in step 5 (rank 0) resumes from its step-4 checkpoint in
-    ONE process: the checkpoint holds whole tensors in the single-process layout, and the
-    global batch (8) is the same, so the end is the uninterrupted single process's."""
+@pytest.mark.parametrize("resume_with", ["one process", "fsdp"])
+def test_a_sharded_run_resumes(resume_with, data, single, tmp_path):
+    """A sharded EAGLE-3 run killed in step 5 (rank 0) resumes from its step-4 checkpoint, in
+    one process or sharded again: the checkpoint holds whole tensors in the single-process
+    layout (the sharded AdamW state loads through set_optimizer_state_dict), and the global
+    batch (8) is the same, so the end is the uninterrupted single process's."""
     run = tmp_path / "run"
     common = {"hydra.run.dir": run, "trainer.checkpoint_every": 2}
-    killed = torchrun(settings(data, "eagle3", **common, **{"trainer.distributed": "fsdp"}),
-                      tmp_path, script=wrapper(tmp_path), CAMPAIGN_FAULT="rank_step",
+    fsdp = settings(data, "eagle3", **common, **{"trainer.distributed": "fsdp"})
+    killed = torchrun(fsdp, tmp_path, script=wrapper(tmp_path), CAMPAIGN_FAULT="rank_step",
                       CAMPAIGN_AT=5, CAMPAIGN_RANK=0)
     assert killed.returncode != 0
     assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000004"
-    ok(one_process([*settings(data, "eagle3", **common), "trainer.resume=true"], tmp_path))
-    assert summary(run)["checklist"]["world_size"] == 1
+    if resume_with == "fsdp":
+        ok(torchrun([*fsdp, "trainer.resume=true"], tmp_path))
+    else:
+        ok(one_process([*settings(data, "eagle3", **common), "trainer.resume=true"], tmp_path))
+    s = summary(run)
+    assert s["checklist"]["world_size"] == (2 if resume_with == "fsdp" else 1)
+    assert max_diff(run, single["eagle3"]) <= 1e-6
+    close_rows(metric_rows(run), metric_rows(single["eagle3"]))
+
+
+def test_a_single_process_checkpoint_resumes_sharded(data, single, tmp_path):
+    """The other way: one process stopped after its step-4 checkpoint, finished by two FSDP
+    ranks (the whole AdamW state is sharded on load)."""
+    run = tmp_path / "run"
+    common = {"hydra.run.dir": run, "trainer.checkpoint_every": 2}
+    one = subprocess.run([sys.executable, "-c", WRAPPER, *settings(data, "eagle3", **common)],
+                         cwd=tmp_path, env=env(CAMPAIGN_FAULT="step", CAMPAIGN_AT=9),
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode != 0
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000004"
+    ok(torchrun([*settings(data, "eagle3", **common, **{"trainer.distributed": "fsdp"}),
+                 "trainer.resume=true"], tmp_path))
+    assert summary(run)["checklist"]["draft_sharded"] is True
     assert max_diff(run, single["eagle3"]) <= 1e-6
 
 

@@ -55,7 +55,8 @@ def test_sigterm_checkpoints_and_the_next_start_resumes(data, reference, tmp_pat
 
 
 def test_sigusr1_requeues_the_slurm_job(data, tmp_path):
-    """SIGUSR1 (``#SBATCH --signal=B:USR1@120``): checkpoint, then ``scontrol requeue``."""
+    """SIGUSR1 (``--signal=USR1@300``, hydra/launcher=slurm): checkpoint, then ``scontrol
+    requeue``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "scontrol-calls"
@@ -71,15 +72,18 @@ def test_sigusr1_requeues_the_slurm_job(data, tmp_path):
 
 
 def test_a_requeued_job_resumes_after_a_hard_kill(data, reference, tmp_path):
-    """SIGKILL (no time to checkpoint): a plain start is refused as before, but SLURM's
-    requeue (SLURM_RESTART_COUNT > 0) resumes from the last periodic checkpoint."""
+    """SIGKILL (no time to checkpoint): a plain start is refused as before, and so is another
+    SLURM job's start; the requeued job itself (same SLURM_JOB_ID, SLURM_RESTART_COUNT > 0)
+    resumes from the last periodic checkpoint."""
     run = tmp_path / "run"
     a = args(data, run, **{"trainer.checkpoint_every": 2})
-    assert cu.specbench(a, fault="step", at=7).returncode != 0  # in step 4
+    assert cu.specbench(a, fault="step", at=7, SLURM_JOB_ID="77").returncode != 0  # step 4
     assert latest(run) == "step-0000002"
     refused = cu.specbench(a)
     assert refused.returncode == 2 and "already holds checkpoints" in refused.stderr
-    again = cu.specbench(a, SLURM_RESTART_COUNT="1")
+    other = cu.specbench(a, SLURM_RESTART_COUNT="1", SLURM_JOB_ID="78")
+    assert other.returncode == 2 and "already holds checkpoints" in other.stderr
+    again = cu.specbench(a, SLURM_RESTART_COUNT="1", SLURM_JOB_ID="77")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "SLURM requeued this job" in again.stdout
     cu.assert_same_end_state(run, reference)
@@ -111,3 +115,19 @@ def test_preempted_status_is_not_a_completed_run(data, tmp_path):
     assert cu.specbench(args(data, run), fault="signal", at=3).returncode == 143
     resolved = json.loads((run / "config.json").read_text())
     assert not already_completed(run, resolved)
+
+
+def test_a_signal_in_the_last_step_leaves_the_evaluation_to_the_resumed_run(data, reference,
+                                                                          tmp_path):
+    """The signal arrives in the last optimizer step: the final checkpoint and weights are
+    written, the (long) decoding evaluation is not started; the next start finishes the run."""
+    run = tmp_path / "run"
+    total = cu.summary(reference)["checklist"]["expected_optimizer_steps"]
+    stopped = cu.specbench(args(data, run), fault="signal", at=2 * total - 1)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert cu.summary(run)["status"] == "preempted"
+    assert latest(run) == f"step-{total:07d}" and (run / "draft.safetensors").is_file()
+    again = cu.specbench(args(data, run))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "training is complete, finishing the run" in again.stdout
+    cu.assert_same_end_state(run, reference)

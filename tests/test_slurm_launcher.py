@@ -205,7 +205,7 @@ def test_the_presets_compose():
     assert slurm.max_num_timeout > 0 and slurm.additional_parameters.requeue is True
     # the trainer's time-limit signal, SIGUSR1 (not submitit's SIGUSR2), for SLURM and submitit
     assert slurm.additional_parameters.signal == "USR1@120"
-    assert slurm.additional_parameters.export == "ALL,SUBMITIT_PREEMPT_SIGNAL=USR1"
+    assert slurm.additional_parameters.export == "ALL,SUBMITIT_PREEMPT_SIGNAL=USR1,SLURM_KILL_BAD_EXIT=1"
     assert (slurm.partition, slurm.account, slurm.timeout_min) == ("gpu", "proj", 60)
     assert slurm.submitit_folder == "/sweeps/x/.submitit/%j"
     local = _hydra_cfg("hydra/launcher=local").hydra.launcher
@@ -245,7 +245,7 @@ def test_the_slurm_preset_gives_this_sbatch_script(tmp_path, monkeypatch):
              if line.startswith("#SBATCH ")}
     assert {"--nodes=1", "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=10",
             "--mem=480GB", "--time=1440", "--partition=gpu", "--account=proj", "--requeue",
-            "--signal=USR1@300", "--export=ALL,SUBMITIT_PREEMPT_SIGNAL=USR1", "--array=0-1%2",
+            "--signal=USR1@300", "--export=ALL,SUBMITIT_PREEMPT_SIGNAL=USR1,SLURM_KILL_BAD_EXIT=1", "--array=0-1%2",
             "--job-name=specbench"} <= flags, flags
     assert [f for f in flags if f.startswith("--signal")] == ["--signal=USR1@300"]
     assert "\nsrun " in script  # one task per GPU, started by srun

@@ -12,7 +12,7 @@ force=true (see specbench.sweep).
 
 from __future__ import annotations
 
-import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -46,6 +46,8 @@ def app(cfg: DictConfig) -> float:
         sys.exit(2)
     run_dir = distributed_run_dir(Path(hc.runtime.output_dir))
     main_rank = distributed.is_main()
+    if not main_rank:
+        _no_file_log()
 
     try:
         if not main_rank:  # rank 0 holds the run directory and writes its files
@@ -56,41 +58,50 @@ def app(cfg: DictConfig) -> float:
             rundir.record_hydra(run_dir, cfg, HydraConfig.instance().cfg)
             log_to_file(run_dir / f"{hc.job.name}.log")  # the run log holds the console output
             return _run(cfg, hc, run_dir, multirun)
-    except rundir.RunDirBusy as err:  # the directory is another process's: touch nothing
-        print(f"\nerror: {err}\n", file=sys.stderr)
-        if multirun:
-            raise
-        sys.exit(2)
-    except UserError as err:
-        if not main_rank:  # rank 0 says it (every rank meets the same refusal)
-            if multirun:
-                raise
-            sys.exit(2)
-        if rundir.remove_if_unused(run_dir):
-            where = "(its empty run directory was removed)"
+    except UserError as err:  # RunDirBusy included: then the directory is another's
+        if not main_rank:  # a refusal may be this node's alone (a path, a device, its disk)
+            print(f"\nerror (rank {distributed.rank()}): {err}\n", file=sys.stderr)
+        elif isinstance(err, rundir.RunDirBusy):
+            print(f"\nerror: {err}\n", file=sys.stderr)
         else:
-            where = f"(run directory {run_dir})"
-        print(f"\nerror: {err}\n{where}\n", file=sys.stderr)
-        if multirun:  # Hydra records the failed job (sweep.json) and runs the next one
-            raise
-        sys.exit(2)
+            where = ("(its empty run directory was removed)" if rundir.remove_if_unused(run_dir)
+                     else f"(run directory {run_dir})")
+            print(f"\nerror: {err}\n{where}\n", file=sys.stderr)
+        if multirun and not distributed.active():
+            raise  # Hydra records the failed job (sweep.json) and runs the next one
+        sys.exit(2)  # several processes: the launch ends, so no rank drifts to the next job
+    except Exception:
+        if multirun and distributed.active():  # as above: one rank's failure ends the launch
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(1)
+        raise
+
+
+def _no_file_log() -> None:
+    """A non-main rank logs nothing into the run's log file (Hydra opened it on every rank)."""
+    import logging
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def distributed_run_dir(own: Path) -> Path:
-    """Rank 0's run directory, on every rank. Hydra names it from the clock, which ``main``
-    made rank 0's everywhere; should a rank still have resolved another one, the directory Hydra
-    made for it is removed (when empty) and rank 0's is used."""
+    """Rank 0's run directory, on every rank (Hydra names it from the clock, which ``main``
+    made rank 0's everywhere). A rank that resolved another path (another mount of the same
+    file system, say) uses rank 0's and removes nothing."""
     from specbench import distributed
 
     if not distributed.active():
         return own
     chosen = Path(distributed.broadcast(str(own)))
-    if chosen != own:
-        rundir.remove_if_unused(own)
-        parent = own.parent
-        with contextlib.suppress(OSError):  # a sweep dir of this rank alone
-            if parent != Path.cwd() and not any(parent.iterdir()):
-                parent.rmdir()
+    if chosen != own and not (own.exists() and chosen.exists() and
+                              os.path.samefile(own, chosen)):
+        log.warning(f"rank {distributed.rank()} resolved the run directory {own}; it uses rank "
+                    f"0's, {chosen}")
     return chosen
 
 
@@ -121,6 +132,7 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
 
     preflight(cfg, hc.runtime.choices.get("algorithm"))
     resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    check_same_config_on_every_rank(resolved)
     if already_completed(run_dir, resolved) and not cfg.force:
         log.info(f"{run_dir} already holds this run, completed: skipped "
                  "(force=true runs it again).")
@@ -166,6 +178,25 @@ def _run(cfg: DictConfig, hc, run_dir: Path, multirun: bool):
         print(f"\nerror: {msg}\n", file=sys.stderr)
         sys.exit(1)
     return objective_value(cfg, summary)  # what a sweeper (Optuna) optimises: cfg.objective
+
+
+def check_same_config_on_every_rank(resolved: dict) -> None:
+    """Every rank of a launch must train the same config (DDP would not notice another
+    learning rate on one rank): compare hashes, refuse naming the ranks that differ."""
+    from specbench import distributed
+    from specbench.errors import UserError
+    from specbench.io import stable_hash
+
+    if not distributed.active():
+        return
+    hashes = distributed.all_gather(stable_hash(resolved))
+    odd = [r for r, h in enumerate(hashes) if h != hashes[0]]
+    if odd:
+        raise UserError(f"Ranks {odd} composed a different config from rank 0's. Every "
+                        "process of a launch must get the same overrides and environment "
+                        "(${oc.env:...} values included); a sampling sweeper (Optuna, "
+                        "+hparams_search=...) cannot drive a multi-process launch: run its "
+                        "trials with hydra/launcher=slurm instead.")
 
 
 def _print_result(run_dir: Path, summary: dict) -> None:

@@ -67,15 +67,15 @@ def _int(env, key: str) -> int | None:
 
 
 def first_slurm_host(nodelist: str) -> str:
-    """The first host name of a SLURM node list such as ``gpu[03-05,07],cpu1``."""
-    first = re.match(r"([^,\[]+)(\[([^\]]+)\])?", nodelist.strip())
+    """The first host name of a SLURM node list such as ``gpu[03-05,07]-ib,cpu1``."""
+    first = re.match(r"([^,\[]+)(?:\[([^\]]+)\]([^,]*))?", nodelist.strip())
     if first is None:
         return nodelist
-    name, _, ranges = first.groups()
+    name, ranges, suffix = first.groups()
     if not ranges:
         return name
     lo = ranges.split(",")[0].split("-")[0]
-    return f"{name}{lo}"
+    return f"{name}{lo}{suffix or ''}"
 
 
 def from_slurm(env) -> None:

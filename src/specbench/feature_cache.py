@@ -56,7 +56,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -65,7 +64,7 @@ from pathlib import Path
 
 import torch
 
-from specbench.checkpoint import staged_dir
+from specbench.checkpoint import safetensors_bytes, staged_dir
 from specbench.config import enum_value
 from specbench.errors import UserError
 from specbench.io import cache_root, file_lock, file_sha256, stable_hash, write_json
@@ -463,17 +462,11 @@ def check_size(need: int, tokens: int, layers: list, hidden: int, dtype, cache_c
 
 
 def _save_shard(path: Path, tensors: dict, metadata: dict) -> int:
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
-
-    try:
-        save_file(tensors, str(path), metadata=metadata)
-    except SafetensorError as err:  # its I/O errors (a full disk) are not OSErrors: make them so
-        code = re.search(r"os error (\d+)", str(err))
-        if code is None:
-            raise
-        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
-    with open(path, "rb") as f:
+    """Write one shard: the same tensors give the same bytes in every process (the header's
+    keys sorted), so caches built by different processes are identical file for file."""
+    with open(path, "wb") as f:  # a full disk raises OSError (ENOSPC) here
+        f.write(safetensors_bytes(tensors, metadata))
+        f.flush()
         os.fsync(f.fileno())
     return path.stat().st_size
 

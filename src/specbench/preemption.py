@@ -12,7 +12,8 @@ SIGTERM, SLURM requeues a preempted job itself when it was submitted with ``--re
 
 A start in a run directory that holds checkpoints resumes from the newest one, without
 ``trainer.resume=true``, when the run was recorded as preempted or when SLURM says the job is a
-requeued one (``SLURM_RESTART_COUNT`` > 0). Every other start over existing checkpoints is still
+requeued one (``SLURM_RESTART_COUNT`` > 0, and the checkpoint was written by this same
+``SLURM_JOB_ID``). Every other start over existing checkpoints is still
 refused, so nothing is overwritten by accident.
 """
 
@@ -100,6 +101,18 @@ def resumes_automatically(run_dir: Path) -> str | None:
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     except ValueError:
         restarts = 0
-    if restarts > 0:
+    job = os.environ.get("SLURM_JOB_ID")
+    if restarts > 0 and job and checkpoint_job(run_dir) == job:
         return f"SLURM requeued this job (SLURM_RESTART_COUNT={restarts})"
     return None
+
+
+def checkpoint_job(run_dir: Path) -> str | None:
+    """The SLURM job id the newest checkpoint of ``run_dir`` records (None: none)."""
+    from specbench.checkpoint import STATE, latest_checkpoint
+
+    try:
+        latest = latest_checkpoint(run_dir)
+        return json.loads((latest / STATE).read_text()).get("slurm_job_id") if latest else None
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is refused later, by name
+        return None

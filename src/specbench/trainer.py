@@ -119,10 +119,14 @@ def resolve_device(trainer_cfg) -> str:
 
 def _make_accelerator(trainer_cfg):
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
 
     launch = distributed.init()  # python -m specbench did it already; a library call may not
+    # The drafts' buffers (the target's embedding and lm_head, vocabulary maps) are frozen and
+    # equal on every rank: DDP need not broadcast them (2 GB for an 8B target) every step.
     acc = Accelerator(mixed_precision=enum_value(trainer_cfg.precision),
-                      cpu=resolve_device(trainer_cfg) == "cpu")
+                      cpu=resolve_device(trainer_cfg) == "cpu",
+                      kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
     if acc.num_processes != launch.world:
         raise UserError(f"The launch started {launch.world} processes but accelerate sees "
                         f"{acc.num_processes} (trainer.device={enum_value(trainer_cfg.device)}"
@@ -190,6 +194,7 @@ class TrainingRun:
         self.t_start = time.time()
         self.status, self.error = "running", None
         self.step, self.finishing = 0, False  # finishing: resumed after the last step
+        self.stop_signal: int | None = None  # a preemption signal every rank agreed on
         self.window = LogWindow()
         self.last_train: dict = {}
         self.eval_metrics: dict = {}
@@ -205,6 +210,10 @@ class TrainingRun:
             with self.guard:  # SIGTERM / SIGUSR1: checkpoint after this step, then stop
                 self.train_loop()
             self.finish_training()
+            if self.status == "completed" and self.stop_signal is not None:
+                # the signal came in the last step: the final checkpoint is written; the
+                # evaluation is left to the resumed run, which finishes it
+                self.status = "preempted"
         except BaseException as err:
             self.status, self.error = "failed", f"{type(err).__name__}: {err}"
             raise
@@ -222,7 +231,7 @@ class TrainingRun:
         the job (SIGUSR1: the time limit is near) and exit with 128 + the signal."""
         import signal
 
-        signum = self.guard.signum or signal.SIGTERM
+        signum = self.stop_signal or signal.SIGTERM
         if self.main:
             log.warning(f"preempted ({signal.Signals(signum).name}) after optimizer step "
                         f"{self.step}: checkpoint {self.run_dir}/checkpoints/step-"
@@ -327,6 +336,8 @@ class TrainingRun:
             "train_time_s": 0.0, "draft_flops": 0.0, "target_flops": 0.0,
             "fingerprint": self.fp, "algorithm": self.cfg.algorithm.name,
             "world_size": self.world, "global_batch": self.global_bs,
+            # the SLURM job that wrote the checkpoints: only its requeue resumes by itself
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "algorithm_config": fairness.algorithm_variables(self.cfg),
             "controlled": fairness.flatten(fairness.controlled_variables(self.cfg))}
 
@@ -350,15 +361,15 @@ class TrainingRun:
             raise UserError(f"Not enough disk for checkpoints in {self.run_dir}: about "
                             f"{_size(need)} needed, {_size(free)} free. Free space, lower "
                             "trainer.keep_checkpoints, or choose another hydra.run.dir.")
-        if self.main:
-            serving = self.model.serving_config()
-            if serving is not None:
-                write_json(self.run_dir / "draft_config.json", serving)
         saved = None
         if self.resuming and self.previous is not None:  # whole weights, before any wrapping
             weights, saved_state, saved = load_checkpoint(self.previous)
             self.check_same_settings(saved)
             self.model.load_trainable_state_dict(weights)
+        if self.main:  # after the checks: a refused resume leaves the run's files alone
+            serving = self.model.serving_config()
+            if serving is not None:
+                write_json(self.run_dir / "draft_config.json", serving)
         self.wrap()
         optimizer = make_optimizer(self.params, tcfg)
         warmup = math.ceil(tcfg.warmup_ratio * self.total_steps)
@@ -404,8 +415,8 @@ class TrainingRun:
         self.step = saved.pop("step")
         if "log_window" in saved:  # the metrics window open at the checkpoint
             self.window.restore(saved.pop("log_window"))
-        saved.pop("world_size", None)
-        saved.pop("global_batch", None)
+        for key in ("world_size", "global_batch", "slurm_job_id"):
+            saved.pop(key, None)
         self.progress.update(saved)
         log.info(f"resumed from {self.previous} at step {self.step}"
                  + (": training is complete, finishing the run" if self.finishing else ""))
@@ -588,10 +599,12 @@ class TrainingRun:
             self.eval_metrics = self.held_out_eval()
             self.tracker.log(self.eval_metrics, step)
         stopping = self.stop_after_steps is not None and step >= self.stop_after_steps
-        preempted = self.guard.requested
-        if self.world > 1:  # a signal may reach some ranks only: stop together
-            preempted = any(distributed.all_gather(preempted))
-        preempted = preempted and step != self.total_steps  # the last step finishes the run
+        signums = [self.guard.signum]
+        if self.world > 1:  # a signal may reach some ranks only: stop together, one signal
+            signums = distributed.all_gather(self.guard.signum)
+        self.stop_signal = next((s for s in signums if s is not None), None)
+        # in the last step, the final checkpoint (finish_training) is the preemption's
+        preempted = self.stop_signal is not None and step != self.total_steps
         if stopping or preempted or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0
                                      and step != self.total_steps):
             self.checkpoint()
