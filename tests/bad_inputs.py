@@ -528,6 +528,7 @@ ROWS: list[Row] = [
     T("bench", ["--iters=abc"], "--iters"),
     T("bench", ["--nope"], "--nope"),
     T("bench", ["--verify", "--dtype=float64"], "--dtype"),
+    T("bench", ["--verify", "--json"], "--json"),
     T("bench", ["--help"], "Benchmark", ok=True),
     # ------------------------------------------------------------ CLI: feature_cache
     T("feature_cache", ["model=nope"], "model"),

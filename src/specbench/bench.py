@@ -2,11 +2,13 @@
 
     python -m specbench.bench                         # Medusa on the embedded SmolLM2
     python -m specbench.bench algorithm.lm_head=shared trainer.micro_batch_size=4
-    python -m specbench.bench --verify [--dtype=float32]   # decoding: verify-forward cost
+    python -m specbench.bench --verify [--dtype=float32] [--json PATH]   # verify-forward cost
 
 ``--verify`` times what bounds a speculative decoder's speedup instead: one target forward over
 q new tokens on top of a KV cache (as a verify step does), for q = 1 (plain decoding) up to 64,
-interleaved, and prints each time relative to q = 1. Speedup is at most tau x t(1) / t(q).
+interleaved, and prints each time relative to q = 1 and against the weight-read floor (the
+target's weight bytes over this machine's memory bandwidth, measured with a large copy). Speedup
+is at most tau x t(1) / t(q). ``--json PATH`` writes the table.
 
 Prints tokens/s, analytic FLOPs per token and the achieved FLOP rate of (a) the frozen target
 forward alone and (b) a full training step (target forward + draft forward/backward +
@@ -19,6 +21,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -30,8 +33,45 @@ from specbench.target import forward_flops_per_token, load_target
 from specbench.trainer import _make_accelerator, make_optimizer, to_fp32_params
 
 
+def memory_bandwidth(nbytes: int = 1 << 29, reps: int = 5) -> float:
+    """This machine's memory bandwidth in bytes/s: the median of ``reps`` copies of a
+    ``nbytes`` buffer (each reads and writes it: 2 x nbytes moved), on the CPU, or on the GPU
+    when one is visible."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    times = []
+    for rep in range(reps + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if rep:  # the first copy warms up (page faults)
+            times.append(time.perf_counter() - t0)
+    return 2 * nbytes / statistics.median(times)
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """The bytes a forward reads at least once: every parameter, a tied one counted once."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel() * p.element_size()
+    return total
+
+
+VERIFY_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
 @torch.no_grad()
-def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5) -> int:
+def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5,
+                json_path: str | None = None) -> int:
+    """Time one verify forward of q new tokens over a ``context``-token KV cache for each q in
+    ``VERIFY_SIZES`` (interleaved), against the weight-read floor: the target's weight bytes
+    over this machine's memory bandwidth. Prints the table; ``json_path`` also writes it."""
     from transformers import DynamicCache
 
     from specbench.decoding import _target_forward
@@ -46,12 +86,13 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5) 
         print(f"error: {err}", file=sys.stderr)
         return 2
     model, device = target.model, target.device
+    bandwidth, wbytes = memory_bandwidth(), weight_bytes(model)
+    floor = wbytes / bandwidth
     g = torch.Generator().manual_seed(0)
     prefix = torch.randint(0, target.config.vocab_size, (1, context), generator=g).to(device)
-    sizes = [1, 2, 4, 6, 8, 16, 32, 56, 64]
-    times: dict[int, list[float]] = {q: [] for q in sizes}
+    times: dict[int, list[float]] = {q: [] for q in VERIFY_SIZES}
     for rep in range(reps + 1):
-        for q in sizes:  # interleaved, so that drift hits every size alike
+        for q in VERIFY_SIZES:  # interleaved, so that drift hits every size alike
             cache = DynamicCache()
             _target_forward(model, prefix, cache, torch.arange(context, device=device)[None])
             new = torch.randint(0, target.config.vocab_size, (1, q), generator=g).to(device)
@@ -65,13 +106,45 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5) 
             if rep:  # the first round warms up
                 times[q].append(time.perf_counter() - t0)
     base = statistics.median(times[1])
+    rows = [{"q": q, "time_ms": 1000 * statistics.median(times[q]),
+             "ratio_to_q1": statistics.median(times[q]) / base,
+             "floor_over_time": floor / statistics.median(times[q]), "dtype": dtype}
+            for q in VERIFY_SIZES]
     print(f"specbench bench --verify: {cfg.model.name} ({dtype}) on {device}, "
           f"{torch.get_num_threads()} threads, {context} cached tokens, median of {reps}")
-    print(f"  {'new tokens q':>14s}{'ms':>9s}{'t(q)/t(1)':>11s}{'max speedup / tau':>19s}")
-    for q in sizes:
-        t = statistics.median(times[q])
-        print(f"  {q:14d}{1000 * t:9.1f}{t / base:11.2f}{base / t:19.2f}")
+    print(f"  memory bandwidth {bandwidth / 1e9:.1f} GB/s (copy), weights {wbytes / 1e6:.0f} MB:"
+          f" weight-read floor {1000 * floor:.1f} ms per step")
+    print(f"  {'new tokens q':>14s}{'ms':>9s}{'t(q)/t(1)':>11s}{'floor/t':>9s}"
+          f"{'max speedup / tau':>19s}")
+    for r in rows:
+        print(f"  {r['q']:14d}{r['time_ms']:9.1f}{r['ratio_to_q1']:11.2f}"
+              f"{r['floor_over_time']:9.2f}{1 / r['ratio_to_q1']:19.2f}")
+    if json_path:
+        from specbench.io import write_json
+
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(json_path), {
+            "model": cfg.model.name, "dtype": dtype, "device": str(device),
+            "threads": torch.get_num_threads(), "context": context, "reps": reps,
+            "bandwidth_bytes_per_s": bandwidth, "weight_bytes": wbytes,
+            "floor_ms": 1000 * floor, "rows": rows})
+        print(f"  written {json_path}")
     return 0
+
+
+def _join_json(argv: list[str]) -> list[str]:
+    """``--json PATH`` as ``--json=PATH``."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--json":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                raise UserError("--json needs a file path: --json PATH")
+            out.append(f"--json={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 
 
 def _parse(argv: list[str]) -> tuple[str, list[str], dict]:
@@ -79,15 +152,22 @@ def _parse(argv: list[str]) -> tuple[str, list[str], dict]:
     Raises UserError for an unknown option or a bad --iters."""
     if "-h" in argv or "--help" in argv:
         return "help", [], {}
+    argv = _join_json(argv)
     unknown = [a for a in argv if a.startswith("-") and a != "--verify"
-               and not a.startswith(("--dtype=", "--iters="))]
+               and not a.startswith(("--dtype=", "--iters=", "--json="))]
     if unknown:
         raise UserError(f"unknown option {unknown[0]}; bench takes --verify, --dtype=float32|"
-                        "bfloat16, --iters=N and Hydra overrides (key=value). See --help.")
-    opts = {"dtype": "float32", "iters": 4}
+                        "bfloat16, --json PATH (with --verify), --iters=N and Hydra overrides "
+                        "(key=value). See --help.")
+    opts = {"dtype": "float32", "iters": 4, "json": None}
     overrides = []
     for a in argv:
-        if a.startswith("--dtype="):
+        if a.startswith("--json="):
+            opts["json"] = a.split("=", 1)[1]
+            if not opts["json"] or Path(opts["json"]).is_dir():
+                raise UserError(f"{a}: give the path of a file to write (its folder is "
+                                "created if missing).")
+        elif a.startswith("--dtype="):
             opts["dtype"] = a.split("=", 1)[1]
         elif a.startswith("--iters="):
             try:
@@ -106,11 +186,12 @@ def main(argv=None) -> int:
         mode, overrides, opts = _parse(list(sys.argv[1:] if argv is None else argv))
         if mode == "help":
             print(__doc__.strip())
-            print("\nOptions: --verify, --dtype=float32|bfloat16 (with --verify), --iters=N "
+            print("\nOptions: --verify, --dtype=float32|bfloat16 and --json PATH (with --verify), "
+                  "--iters=N "
                   "(timed batches, default 4); any other argument is a Hydra override.")
             return 0
         if mode == "verify":
-            return verify_cost(overrides, opts["dtype"])
+            return verify_cost(overrides, opts["dtype"], json_path=opts["json"])
         cfg = compose_checked(["trainer.max_length=256", *overrides], "python -m specbench.bench")
         accelerator = _make_accelerator(cfg.trainer)
         target = load_target(cfg.model, seed=cfg.trainer.seed, device=accelerator.device)
