@@ -169,3 +169,33 @@ def test_a_run_recorded_before_the_rename_is_evaluated_with_its_eval_section(tin
     assert result["settings"]["num_prompts"] == 1 and result["settings"]["max_new_tokens"] == 3
     assert result["settings"]["lookahead"]["level"] == 4
     assert evaluate(old, {"max_new_tokens": 2}, label="x")["settings"]["max_new_tokens"] == 2
+
+
+def test_first_divergence_and_the_divergence_rate():
+    from specbench.evaluate import divergence_rate, first_divergence
+
+    assert first_divergence([1, 2, 3], [1, 2, 3]) is None
+    assert first_divergence([1, 9, 3], [1, 2, 3]) == 1
+    assert first_divergence([1, 2], [1, 2, 3]) == 2  # stopped early: differs where it ends
+    # three turns of 100 greedy tokens: exact, diverging at 9 and at 49 -> 2 divergences
+    # over 100 + 10 + 50 = 160 comparable tokens
+    records = [{"first_divergence": None}, {"first_divergence": 9}, {"first_divergence": 49}]
+    n, rate = divergence_rate(records, [100, 100, 100])
+    assert n == 2 and rate == pytest.approx(1000 * 2 / 160)
+    assert divergence_rate([{"first_divergence": None}], [50]) == (0, 0.0)
+
+
+def test_eval_json_reports_divergence_per_method(tiny_run):
+    """fp32: every method exact, 0 divergences per 1,000 tokens; the same fields in bf16,
+    where kernels may differ between a 1-token and a k-token forward."""
+    for dtype in ("float32", "bfloat16"):
+        result = evaluate(tiny_run, {"num_prompts": 2, "max_new_tokens": 8, "dtype": dtype})
+        for name, m in result["overall"].items():
+            assert {"mismatches_per_1k_tokens", "first_divergence"} <= set(m), name
+            if dtype == "float32":
+                assert m["exact"] and m["mismatches_per_1k_tokens"] == 0.0
+                assert m["first_divergence"] is None
+            else:
+                assert m["mismatches_per_1k_tokens"] >= 0.0
+        assert all("first_divergence" in r[n] for r in result["per_prompt"]
+                   for n in result["overall"])

@@ -309,8 +309,8 @@ def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: in
     try:
         from tqdm import tqdm
 
-        bar = tqdm(total=sum(len(q["turns"]) for q in questions), desc="evaluate",
-                   disable=not sys.stderr.isatty())
+        bar = tqdm(total=sum(len(q["turns"]) for q in questions) * len(methods),
+                   desc="evaluate", unit="run", disable=not sys.stderr.isatty())
     except ImportError:  # pragma: no cover
         bar = None
     for q in questions:
@@ -323,15 +323,20 @@ def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: in
                       "prompt_tokens": len(ids)}
             reference = None
             for name, make in methods.items():  # interleaved: every method on this prompt
+                if bar is not None:
+                    bar.set_description(f"evaluate {name}")
                 res = speculative_generate(target, make(), ids, max_new_tokens, eos)
                 if reference is None:
                     reference = res.tokens
                 record[name] = _record(res, reference)
+                if bar is not None:
+                    bar.set_postfix_str(f"prompt {len(per_prompt) + 1}/{bar.total // len(methods)}"
+                                        f", {len(res.tokens) / max(res.total_time_s, 1e-9):.1f} "
+                                        "tok/s", refresh=False)
+                    bar.update(1)
             messages.append({"role": "assistant",
                              "content": tok.decode(reference, skip_special_tokens=True)})
             per_prompt.append(record)
-            if bar is not None:
-                bar.update(1)
     if bar is not None:
         bar.close()
     return per_prompt
@@ -346,7 +351,28 @@ def _record(res, reference) -> dict:
             "draft_nodes": sum(res.draft_nodes), "draft_nodes_max": max(res.draft_nodes, default=0),
             "time_s": res.total_time_s, "draft_time_s": res.draft_time_s,
             "accept_reached": reached, "accept_hits": hits,
-            "exact": res.tokens == reference}
+            "exact": res.tokens == reference,
+            "first_divergence": first_divergence(res.tokens, reference)}
+
+
+def first_divergence(tokens: list[int], reference: list[int]) -> int | None:
+    """The first position where ``tokens`` differs from greedy's ``reference`` (a shorter or
+    longer output differs where the shorter one ends); None when they are equal."""
+    if tokens == reference:
+        return None
+    return next((i for i, (a, b) in enumerate(zip(tokens, reference)) if a != b),
+                min(len(tokens), len(reference)))
+
+
+def divergence_rate(records: list[dict], references: list[int]) -> tuple[int, float]:
+    """(divergences, divergences per 1,000 tokens): a turn can diverge from greedy once, after
+    which its tokens follow another prefix and are not comparable, so the rate counts the
+    divergences over the greedy tokens decoded up to each one (the whole answer for a turn that
+    never diverges): a hazard per 1,000 tokens, 0 for an exact method."""
+    n = sum(r.get("first_divergence") is not None for r in records)
+    exposed = sum(ref if r.get("first_divergence") is None else r["first_divergence"] + 1
+                  for r, ref in zip(records, references))
+    return n, 1000.0 * n / max(1, exposed)
 
 
 def acceptance_by_position(rows: list, name: str) -> list[float]:
@@ -386,6 +412,12 @@ def _aggregate(rows: list, methods) -> dict:
                      "acceptance_by_position": acceptance_by_position(rows, name),
                      "exact": all(r[name]["exact"] for r in rows),
                      "mismatches": sum(not r[name]["exact"] for r in rows)}
+        firsts = [r[name]["first_divergence"] for r in rows
+                  if r[name].get("first_divergence") is not None]
+        _, rate = divergence_rate([r[name] for r in rows],
+                                  [r["autoregressive"]["tokens"] for r in rows])
+        out[name].update(mismatches_per_1k_tokens=rate,
+                         first_divergence=min(firsts) if firsts else None)
     return out
 
 
@@ -565,7 +597,13 @@ def print_table(result: dict) -> None:
                      f"{'yes' if m['exact'] else 'NO':>7s}")
     lines.append("  tau: mean tokens per verify step (accepted + 1, prefill excluded: EAGLE's "
                  "and Spec-Bench's); tok/fwd: tokens per target forward, prefill included; "
-                 "nodes: draft nodes verified per step, mean/max")
+                 "nodes: draft nodes verified per step, mean/max; speedup: greedy's wall time "
+                 f"over the method's, both in {s['dtype']} on {s['device']}")
+    for name, m in result["overall"].items():
+        if not m["exact"] and m.get("mismatches_per_1k_tokens") is not None:
+            lines.append(f"  {name} differs from {s['dtype']} greedy: "
+                         f"{m['mismatches_per_1k_tokens']:.2f} divergences per 1,000 tokens, "
+                         f"the first at generated token {m['first_divergence']}")
     for name, m in result["overall"].items():
         rates = m.get("acceptance_by_position") or []
         if rates:
