@@ -239,9 +239,12 @@ class Eagle3(DraftAlgorithm):
             + float(needed.sum()) * 2 * c.hidden_size * c.vocab_size
         for k, hidden in enumerate(outs):
             flops += 6 * positions * self._layer_macs(length / 2 + k)
-            valid = shift_left(mask, 2 + k) & shift_left(in_vocab, 1 + k)
+            labels = shift_left(mask, 2 + k)  # every trained label position of step k
+            valid = labels & shift_left(in_vocab, 1 + k)
             n = int(valid.sum())
             if n == 0:
+                if labels.any():  # all outside the draft vocabulary: all misses
+                    counters[f"top1/{k}"] = (torch.tensor(0.0), torch.tensor(float(labels.sum())))
                 continue
             target = probs[:, 1 + k:][valid[:, : length - 1 - k]]  # probs at t+1+k
             logits = self.draft_logits(hidden[valid]).float()
@@ -253,7 +256,9 @@ class Eagle3(DraftAlgorithm):
                 finite = torch.isfinite(logits).all(-1) & torch.isfinite(target).all(-1)
                 hits = ((logits.argmax(-1) == target.argmax(-1)) & finite).sum().float()
                 count = torch.tensor(float(n))
-                counters[f"top1/{k}"] = (hits, count)
+                # SpecForge's and EAGLE's denominator: every label position; one whose target
+                # token lies outside the draft vocabulary is a miss (decoding cannot propose it)
+                counters[f"top1/{k}"] = (hits, torch.tensor(float(labels.sum())))
                 counters[f"loss/{k}"] = (loss_k.detach() * n, count)
             flops += 6 * n * c.hidden_size * c.draft_vocab_size
         counters["draft_flops"] = (torch.tensor(flops), torch.tensor(tokens))
