@@ -6,6 +6,7 @@ import base64
 import csv
 import hashlib
 import json
+import statistics
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -122,12 +123,15 @@ def test_allow_mismatch_warning_column(tmp_path):
     assert "| warning |" in md and "differs: trainer.lr 0.001 vs 0.003" in md
 
 
-@pytest.mark.parametrize("eagle_taus,verdict", [((1.60, 1.64), "within seed spread"),
-                                                ((1.90, 1.92), "significant")])
+@pytest.mark.parametrize("eagle_taus,verdict", [
+    ((1.60, 1.64), "2 seeds: no verdict (Welch's t-test needs 3 of each)"),
+    ((1.90, 1.92), "2 seeds: no verdict (Welch's t-test needs 3 of each)"),
+    ((1.60, 1.64, 1.62), "not significant (Welch's t-test, p = 0.764, 3 vs 3 seeds)"),
+    ((1.90, 1.92, 1.94), "significant (Welch's t-test, p = 0.0272, 3 vs 3 seeds)")])
 def test_seed_repeats(tmp_path, eagle_taus, verdict):
     for seed, tau in zip((0, 1, 2), (1.5, 1.6, 1.7)):
         make_run(tmp_path, f"medusa-s{seed}", seed=seed, tree_tau=tau)
-    for seed, tau in zip((0, 1), eagle_taus):
+    for seed, tau in zip((0, 1, 2), eagle_taus):
         make_run(tmp_path, f"eagle3-s{seed}", alg="eagle3", seed=seed, tree_tau=tau)
     res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
     [g] = res["groups"]  # seeds differ, fingerprints differ, still one group
@@ -136,12 +140,17 @@ def test_seed_repeats(tmp_path, eagle_taus, verdict):
     m, e = configs["medusa"], configs["eagle3"]
     assert (m["n"], m["seeds"]) == (3, [0, 1, 2])
     assert m["mean"] == pytest.approx(1.6) and m["std"] == pytest.approx(0.1)
-    assert e["mean"] == pytest.approx(sum(eagle_taus) / 2)
-    assert e["std"] == pytest.approx(abs(eagle_taus[1] - eagle_taus[0]) / 2 ** 0.5)
+    assert e["mean"] == pytest.approx(sum(eagle_taus) / len(eagle_taus))
+    assert e["std"] == pytest.approx(statistics.stdev(eagle_taus))
     assert g["verdict"].endswith(verdict)
+    from scipy.stats import ttest_ind  # the same p-value as scipy's Welch test
+
+    if len(eagle_taus) == 3:
+        p = ttest_ind(eagle_taus, (1.5, 1.6, 1.7), equal_var=False).pvalue
+        assert f"p = {p:.3g}" in g["verdict"]
     md = (res["out"] / "comparison.md").read_text()
     assert "1.600 ± 0.100 (n=3)" in md
-    assert f"{e['mean']:.3f} ± {e['std']:.3f} (n=2)" in md
+    assert f"{e['mean']:.3f} ± {e['std']:.3f} (n={len(eagle_taus)})" in md
     assert f"top two: eagle3 vs medusa: decoding tau difference {e['mean'] - 1.6:.3f}" in md
 
 
@@ -336,7 +345,7 @@ def test_tune_ranks_each_algorithm_at_its_best_lr(tmp_path, capsys):
     assert e["tuned"] == "trainer.lr=0.01 (best of 0.001, 0.003, 0.01)"
     assert m["tuned"] == "trainer.lr=0.003 (best of 0.001, 0.003, 0.01)"
     assert t["verdict"].startswith("eagle3 vs medusa: decoding tau difference 0.250")
-    assert t["verdict"].endswith("significant")  # 0.25 > 0.141 + 0.071
+    assert t["verdict"].endswith("2 seeds: no verdict (Welch's t-test needs 3 of each)")
     cells = {(c["config"], c["value"][0]): c for c in t["cells"]}
     assert len(cells) == 6 and [c for c in cells.values() if c["best"]] == [e["cells"][2],
                                                                             m["cells"][1]]
@@ -425,3 +434,16 @@ def test_python_m_and_the_shipped_report_template(tmp_path):
     shipped = pyproject["tool"]["setuptools"]["package-data"]["specbench"]
     root = Path(files("specbench"))
     assert any(Path(template) in set(root.glob(g)) for g in shipped)
+
+
+def test_seed_test_rules():
+    from specbench.compare.stats import seed_test
+
+    assert seed_test([1.0], [2.0, 2.1, 2.2]) == ("one seed: no verdict", None)
+    verdict, p = seed_test([1.5, 1.6, 1.7], [1.9, 1.92, 1.94])
+    assert verdict.startswith("significant") and p < 0.05
+    verdict, p = seed_test([1.5, 1.6, 1.7], [1.6, 1.64, 1.62])
+    assert verdict.startswith("not significant") and p > 0.05
+    # the old rule (|diff| > std_a + std_b: 0.21 > 0.1 + 0.1) called this "significant"
+    verdict, p = seed_test([1.71, 1.81, 1.91], [1.5, 1.6, 1.7])
+    assert 0.05 < p < 0.1 and verdict.startswith("not significant")

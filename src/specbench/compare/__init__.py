@@ -25,9 +25,9 @@ Rules:
   ``settings``: prompts, their number, length, dtype, baseline settings; not the device); else
   by held-out ``tau_sim``, with a notice saying why.
 - Runs of a group with identical algorithm settings are aggregated into mean +- sample std (n).
-  For the top two settings by mean, the difference is 'significant' when
-  ``|mean_a - mean_b| > std_a + std_b``, else 'within seed spread' (unknown when either has
-  fewer than two seeds).
+  For the top two settings by mean, Welch's t-test over their seeds gives the p-value; the
+  difference is 'significant' only when p < 0.05, and there is no verdict under 3 seeds of
+  either ('one seed: no verdict').
 - ``--tune KEY[,KEY...]`` (an equal tuning budget): those controlled keys are left out of the
   grouping like the seed. Within a group, every algorithm config (algorithm + its settings)
   should have runs at the same grid of values (a missing value is a fairness warning: unequal

@@ -77,8 +77,9 @@ def by_config(runs) -> list[list[Run]]:
 
 def aggregate(rs, metric, label) -> dict:
     """Runs of one config (and tuned value) over seeds: mean +- std of the metric and more."""
-    m, s, n = mean_std(score(r, metric) for r in rs)
-    return {"config": label(rs[0]), "runs": rs, "n": n, "mean": m, "std": s,
+    values = [v for v in (score(r, metric) for r in rs) if is_number(v) and math.isfinite(v)]
+    m, s, n = mean_std(values)
+    return {"config": label(rs[0]), "runs": rs, "n": n, "mean": m, "std": s, "values": values,
             "seeds": sorted((r.seed for r in rs), key=str),
             "tau_sim": mean_std(r.tau_sim for r in rs),
             "eval_loss": mean_std(dig(r.summary, "eval_split.loss") for r in rs)}
@@ -92,18 +93,34 @@ def repeats(runs, metric, label) -> tuple[list[dict], str | None]:
     return rows, top_two(rows, metric)
 
 
+SEEDS_FOR_A_VERDICT = 3
+ALPHA = 0.05
+
+
+def seed_test(a: list[float], b: list[float]) -> tuple[str, float | None]:
+    """(verdict, p-value) of Welch's t-test on two configs' per-seed values: 'significant' only
+    when p < 0.05; no verdict under 3 seeds of either ('one seed: no verdict')."""
+    n = min(len(a), len(b))
+    if n < SEEDS_FOR_A_VERDICT:
+        return ("one seed: no verdict" if n <= 1 else
+                f"{n} seeds: no verdict (Welch's t-test needs {SEEDS_FOR_A_VERDICT} of each)"), None
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        p = 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0  # no spread: exact
+    else:
+        from scipy.stats import ttest_ind
+
+        p = float(ttest_ind(a, b, equal_var=False).pvalue)
+    word = "significant" if p < ALPHA else "not significant"
+    return f"{word} (Welch's t-test, p = {p:.3g}, {len(a)} vs {len(b)} seeds)", p
+
+
 def top_two(rows, metric) -> str | None:
-    """The verdict on the first two rows (best mean first): significant or within seed spread."""
+    """The verdict on the first two rows (best mean first): Welch's t-test over their seeds."""
     if len(rows) < 2 or rows[1]["mean"] is None:
         return None
     a, b = rows[0], rows[1]
     diff = a["mean"] - b["mean"]
-    if a["std"] is None or b["std"] is None:
-        verdict = "unknown (needs at least two seeds of each)"
-    elif abs(diff) > a["std"] + b["std"]:
-        verdict = "significant"
-    else:
-        verdict = "within seed spread"
+    verdict, _ = seed_test(a.get("values", []), b.get("values", []))
     return (f"{a['config']} vs {b['config']}: {metric} difference {diff:.3f}, seed "
             f"spread {fmt_num(a['std'], 3)} + {fmt_num(b['std'], 3)}: {verdict}")
 
