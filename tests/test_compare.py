@@ -6,8 +6,8 @@ import base64
 import csv
 import hashlib
 import json
-import statistics
 import shutil
+import statistics
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
