@@ -199,3 +199,34 @@ def test_eval_json_reports_divergence_per_method(tiny_run):
                 assert m["mismatches_per_1k_tokens"] >= 0.0
         assert all("first_divergence" in r[n] for r in result["per_prompt"]
                    for n in result["overall"])
+
+
+def test_bootstrap_intervals_over_prompts():
+    """The interval holds the pooled figure; one prompt repeated gives a zero-width one; the
+    seed fixes it."""
+    from specbench.evaluate import bootstrap_ci
+
+    def row(steps, tokens, t_ar, t_m):
+        return {"autoregressive": {"time_s": t_ar},
+                "m": {"verify_steps": steps, "step_tokens": tokens, "time_s": t_m}}
+
+    rows = [row(10, 20, 1.0, 0.5), row(10, 12, 1.0, 0.9), row(10, 15, 1.0, 0.7),
+            row(5, 10, 0.5, 0.3)]
+    ci = bootstrap_ci(rows, "m")
+    tau = sum(r["m"]["step_tokens"] for r in rows) / sum(r["m"]["verify_steps"] for r in rows)
+    assert ci["tau_ci95"][0] < tau < ci["tau_ci95"][1]
+    assert 1.2 <= ci["tau_ci95"][0] and ci["tau_ci95"][1] <= 2.0  # within the per-prompt range
+    assert ci == bootstrap_ci(rows, "m")
+    same = bootstrap_ci([rows[0]] * 5, "m")
+    assert same["tau_ci95"] == [2.0, 2.0] and same["speedup_ci95"] == [2.0, 2.0]
+
+
+def test_eval_json_records_accepted_lengths_and_intervals(tiny_run):
+    result = evaluate(tiny_run, {"num_prompts": 3, "max_new_tokens": 8})
+    for name, m in result["overall"].items():
+        lo, hi = m["tau_ci95"]
+        assert lo <= m["tau"] + 1e-9 and m["tau"] <= hi + 1e-9, name
+        for r in result["per_prompt"]:
+            lengths = r[name]["accepted_lengths"]
+            assert len(lengths) == r[name]["verify_steps"]
+            assert sum(lengths) == r[name]["step_tokens"] and min(lengths) >= 1

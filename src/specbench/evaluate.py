@@ -351,6 +351,8 @@ def _record(res, reference) -> dict:
             "draft_nodes": sum(res.draft_nodes), "draft_nodes_max": max(res.draft_nodes, default=0),
             "time_s": res.total_time_s, "draft_time_s": res.draft_time_s,
             "accept_reached": reached, "accept_hits": hits,
+            # the tokens each verify step committed (accepted + 1): the accepted-length histogram
+            "accepted_lengths": list(res.step_tokens),
             "exact": res.tokens == reference,
             "first_divergence": first_divergence(res.tokens, reference)}
 
@@ -394,6 +396,27 @@ def acceptance_by_position(rows: list, name: str) -> list[float]:
     return [a / n if n else 0.0 for n, a in zip(reached, hits)]
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_ci(rows: list, name: str, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = 0) -> dict:
+    """95% percentile-bootstrap intervals over prompts (turns) of ``name``'s tau (tokens per
+    verify step, pooled as in the overall figure) and speedup (greedy's time over its time):
+    the prompts are resampled with replacement, ``resamples`` times, with a fixed seed."""
+    import numpy as np
+
+    if not rows:
+        return {"tau_ci95": None, "speedup_ci95": None}
+    col = lambda key, m=name: np.array([r[m][key] for r in rows], dtype=float)  # noqa: E731
+    idx = np.random.default_rng(seed).integers(0, len(rows), size=(resamples, len(rows)))
+    steps = col("verify_steps")[idx].sum(1)
+    tau = np.where(steps > 0, col("step_tokens")[idx].sum(1) / np.maximum(steps, 1), 1.0)
+    speed = col("time_s", "autoregressive")[idx].sum(1) / col("time_s")[idx].sum(1)
+    pct = lambda x: [float(v) for v in np.percentile(x, [2.5, 97.5])]  # noqa: E731
+    return {"tau_ci95": pct(tau), "speedup_ci95": pct(speed)}
+
+
 def _aggregate(rows: list, methods) -> dict:
     out = {}
     base = sum(r["autoregressive"]["time_s"] for r in rows)
@@ -417,7 +440,8 @@ def _aggregate(rows: list, methods) -> dict:
         _, rate = divergence_rate([r[name] for r in rows],
                                   [r["autoregressive"]["tokens"] for r in rows])
         out[name].update(mismatches_per_1k_tokens=rate,
-                         first_divergence=min(firsts) if firsts else None)
+                         first_divergence=min(firsts) if firsts else None,
+                         **bootstrap_ci(rows, name))
     return out
 
 
@@ -599,6 +623,13 @@ def print_table(result: dict) -> None:
                  "and Spec-Bench's); tok/fwd: tokens per target forward, prefill included; "
                  "nodes: draft nodes verified per step, mean/max; speedup: greedy's wall time "
                  f"over the method's, both in {s['dtype']} on {s['device']}")
+    n = s["samples"]
+    for name, m in list(result["overall"].items())[1:]:
+        if m.get("tau_ci95"):
+            lo, hi = m["tau_ci95"]
+            slo, shi = m["speedup_ci95"]
+            lines.append(f"  {name}: 95% CI over the {n} prompts (bootstrap): tau "
+                         f"[{lo:.2f}, {hi:.2f}], speedup [{slo:.2f}, {shi:.2f}]")
     for name, m in result["overall"].items():
         if not m["exact"] and m.get("mismatches_per_1k_tokens") is not None:
             lines.append(f"  {name} differs from {s['dtype']} greedy: "
