@@ -447,3 +447,20 @@ def test_seed_test_rules():
     # the old rule (|diff| > std_a + std_b: 0.21 > 0.1 + 0.1) called this "significant"
     verdict, p = seed_test([1.71, 1.81, 1.91], [1.5, 1.6, 1.7])
     assert 0.05 < p < 0.1 and verdict.startswith("not significant")
+
+
+def test_tables_show_the_bootstrap_intervals(tmp_path):
+    """A run whose eval.json has 95% bootstrap intervals shows them beside tau and speedup,
+    and the CSV carries both ends."""
+    d = make_run(tmp_path, "medusa", tree_tau=1.5)
+    ev = json.loads((d / "eval.json").read_text())
+    ev["overall"]["medusa_tree"].update(tau_ci95=[1.41, 1.58], speedup_ci95=[0.42, 0.55])
+    (d / "eval.json").write_text(json.dumps(ev))
+    make_run(tmp_path, "eagle3", alg="eagle3", tree_tau=1.6)
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
+    md = (res["out"] / "comparison.md").read_text()
+    assert r"1.500 \[1.41, 1.58\]" in md  # markdown escapes the brackets
+    rows = {r["run"]: r for r in read_csv(res["out"])}
+    assert rows["medusa"]["tree_tau_ci95_lo"] == "1.41"
+    assert rows["medusa"]["tree_speedup_ci95_hi"] == "0.55"
+    assert rows["eagle3"]["tree_tau_ci95_lo"] == "-"

@@ -124,10 +124,19 @@ def run_row(r: Run, rank, draft_methods, warning=None, tune=()) -> list[str]:
             fmt_num(t.get("tokens_per_s"), 0), fmt_num(t.get("final_loss"), 3),
             fmt_num(dig(s, "eval_split.loss"), 3), fmt_num(r.tau_sim, 3)]
     for m in draft_methods:
-        tau = fmt_num(dig(r.methods, f"{m}.tau"), 3)
+        tau = with_ci(fmt_num(dig(r.methods, f"{m}.tau"), 3), dig(r.methods, f"{m}.tau_ci95"))
         row += [tau + OLD_TAU_MARK if r.old_tau and tau != NA else tau, fmt_nodes(r, m),
-                fmt_num(dig(r.methods, f"{m}.speedup"), 2)]
+                with_ci(fmt_num(dig(r.methods, f"{m}.speedup"), 2),
+                        dig(r.methods, f"{m}.speedup_ci95"))]
     return row + [exactness(r)] + ([warning or NA] if warning is not None else [])
+
+
+def with_ci(cell: str, ci) -> str:
+    """``1.580 [1.52, 1.64]``: a figure with its 95% bootstrap interval over prompts
+    (eval.json's ``*_ci95``), where the run recorded one."""
+    if cell == NA or not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return cell
+    return f"{cell} [{fmt_num(ci[0], 2)}, {fmt_num(ci[1], 2)}]"
 
 
 # ---------------------------------------------------------------------------------- blocks
@@ -273,7 +282,16 @@ def build_blocks(runs, groups, notes, failed, allow_mismatch, tune=()) -> list[t
 
 # ---------------------------------------------------------------------------------- CSV
 
-CSV_METHOD_KEYS = ("tau", "tokens_per_forward", "draft_nodes_mean", "draft_nodes_max", "speedup")
+CSV_METHOD_KEYS = ("tau", "tokens_per_forward", "draft_nodes_mean", "draft_nodes_max", "speedup",
+                   "tau_ci95_lo", "tau_ci95_hi", "speedup_ci95_lo", "speedup_ci95_hi")
+
+
+def method_value(r: Run, m: str, key: str):
+    """A CSV cell of method ``m``: eval.json's figure, or one end of its interval."""
+    if key.endswith(("_ci95_lo", "_ci95_hi")):
+        ci = dig(r.methods, f"{m}.{key[:-3]}")
+        return ci[0 if key.endswith("_lo") else 1] if isinstance(ci, list) and ci else None
+    return dig(r.methods, f"{m}.{key}")
 
 
 def tau_definition(r: Run) -> str:
@@ -317,7 +335,7 @@ def csv_rows(runs, groups, allow_mismatch, tune=()) -> tuple[list[str], list[lis
                     dig(s, "eval_split.loss"), r.tau_sim, g["metric"], score(r, g["metric"]),
                     r.best_method]
             row += [tau_definition(r) if r.eval else None]
-            row += [dig(r.methods, f"{m}.{x}") for m in methods for x in CSV_METHOD_KEYS]
+            row += [method_value(r, m, x) for m in methods for x in CSV_METHOD_KEYS]
             row += [exactness(r)] + [category_tau(r, c) for c in cats]
             prefix = r.algorithm + "."
             row += [r.settings.get(k[len(prefix):]) if k.startswith(prefix) else None
