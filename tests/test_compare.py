@@ -464,3 +464,35 @@ def test_tables_show_the_bootstrap_intervals(tmp_path):
     assert rows["medusa"]["tree_tau_ci95_lo"] == "1.41"
     assert rows["medusa"]["tree_speedup_ci95_hi"] == "0.55"
     assert rows["eagle3"]["tree_tau_ci95_lo"] == "-"
+
+
+def test_headline_names_the_winner_the_interval_the_evidence_and_fairness(tmp_path):
+    """One seed each, decoded on the same prompts: a paired bootstrap interval of the tau
+    difference, "one seed: no verdict", the evidence and the controlled settings in a line."""
+    from specbench.compare.headline import paired_bootstrap
+
+    def per_prompt(d, alg, counts):
+        ev = json.loads((d / "eval.json").read_text())
+        ev["per_prompt"] = [{"id": i, "turn": 0, f"{alg}_tree": {"step_tokens": t,
+                                                              "verify_steps": 10}}
+                            for i, t in enumerate(counts)]
+        ev["settings"]["samples"] = len(counts)
+        (d / "eval.json").write_text(json.dumps(ev))
+
+    m = make_run(tmp_path, "medusa", tree_tau=1.5)
+    e = make_run(tmp_path, "eagle3", alg="eagle3", tree_tau=1.6)
+    per_prompt(m, "medusa", [15, 14, 16, 15, 15, 14, 16, 15, 15, 15])
+    per_prompt(e, "eagle3", [17, 15, 17, 16, 16, 15, 17, 16, 16, 15])
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
+    md = (res["out"] / "comparison.md").read_text()
+    head = md.split("## ")[0]
+    assert "Winner: eagle3, decoding tau 1.600 against medusa's 1.500: difference +0.100" in head
+    runs = {r.name: r for r in res["groups"][0]["runs"]}
+    lo, hi = paired_bootstrap(runs["eagle3"], runs["medusa"])
+    assert 0 < lo < 0.1 < hi  # per-prompt differences 0..0.2, mean 0.1
+    assert f"95% CI \\[{lo:.3f}, {hi:.3f}\\] (paired bootstrap over prompts)" in head
+    assert "one seed: no verdict" in head
+    assert "Evidence: 10 prompts (10 turns) x 64 new tokens x 1 seed(s) per config" in head
+    assert "Controlled: target HuggingFaceTB/SmolLM2-135M-Instruct" in head
+    assert "Fair: one fingerprint (da47dfdd0148)" in head
+    assert head.index("Winner") < head.index("completed runs in 1 group")  # first screen

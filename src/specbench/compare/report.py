@@ -19,6 +19,7 @@ from .fmt import (
     short,
     short_error,
 )
+from .headline import headline_blocks
 from .runs import Run, dig
 from .stats import (
     comparability_notes,
@@ -268,7 +269,9 @@ def build_blocks(runs, groups, notes, failed, allow_mismatch, tune=()) -> list[t
     one_table = allow_mismatch and len(groups) > 1
     old = [r.name for r in runs if r.old_tau]
     notes = notes + ([f"{OLD_TAU_NOTE} Runs: {', '.join(old)}."] if old else [])
-    blocks = intro_blocks(runs, groups, tune) + [("notice", n) for n in notes]
+    intro = intro_blocks(runs, groups, tune)  # the title, the headline, then how it ranks
+    blocks = intro[:1] + headline_blocks(groups, notes) + intro[1:] + \
+        [("notice", n) for n in notes]
     if one_table:
         metric = rank_metric(runs)
         rows = [run_row(r, i, drafts, r.warning or "", tune) for i, r in
