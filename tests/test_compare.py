@@ -235,7 +235,8 @@ def test_plots_and_self_contained_report(tmp_path):
     make_run(sweep, "eagle3", alg="eagle3", eval_json=False)
     res = cmp.compare([sweep])
     out = sweep / "comparison"
-    names = ["loss_curves.png", "acceptance.png", "tau_vs_param.png", "speedup.png"]
+    names = ["loss_curves.png", "acceptance.png", "tau_vs_param.png", "speedup.png",
+             "speedup_vs_tau.png"]
     for name in names:
         assert (out / name).read_bytes().startswith(PNG), name
     md = (out / "comparison.md").read_text()
@@ -246,7 +247,7 @@ def test_plots_and_self_contained_report(tmp_path):
     assert rows["h4-s0"]["lookahead_speedup"] == "-"
     page = _Html()
     page.feed((out / "report.html").read_text())
-    assert len(page.imgs) == 4 and not page.urls
+    assert len(page.imgs) == 5 and not page.urls
     assert not page.tags & {"link", "script", "iframe"}
     for src in page.imgs:
         assert src.startswith("data:image/png;base64,")
@@ -496,3 +497,23 @@ def test_headline_names_the_winner_the_interval_the_evidence_and_fairness(tmp_pa
     assert "Controlled: target HuggingFaceTB/SmolLM2-135M-Instruct" in head
     assert "Fair: one fingerprint (da47dfdd0148)" in head
     assert head.index("Winner") < head.index("completed runs in 1 group")  # first screen
+
+
+def test_decoding_plots_with_intervals(tmp_path):
+    """eval.json with accepted lengths, decoding acceptance and intervals: the histogram, the
+    decoding acceptance (apart from the training top-1) and speedup against tau."""
+    for name, alg, lengths in (("medusa", "medusa", [1, 2, 2, 3, 1]),
+                               ("eagle3", "eagle3", [2, 3, 3, 4, 1])):
+        d = make_run(tmp_path, name, alg=alg, tree_tau=sum(lengths) / len(lengths))
+        ev = json.loads((d / "eval.json").read_text())
+        ev["overall"][f"{alg}_tree"].update(tau_ci95=[1.5, 2.4], speedup_ci95=[0.4, 0.7],
+                                            acceptance_by_position=[0.6, 0.4, 0.2])
+        for p in ev["per_prompt"]:
+            p[f"{alg}_tree"]["accepted_lengths"] = lengths
+        (d / "eval.json").write_text(json.dumps(ev))
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp")
+    out = res["out"]
+    for name in ("accepted_lengths.png", "decode_acceptance.png", "speedup_vs_tau.png"):
+        assert (out / name).read_bytes().startswith(PNG), name
+    md = (out / "comparison.md").read_text()
+    assert "Per-position acceptance (decoding)" in md and "Accepted-length histogram" in md

@@ -1,5 +1,8 @@
-"""The PNG plots: loss curves, per-position acceptance, tau against the tuned key and against
-each swept algorithm setting, decoding speedup. A plot without data is skipped with a line."""
+"""The PNG plots: loss curves, per-position acceptance (the held-out top-1 of training, and the
+rate measured while decoding, apart), the accepted-length histogram, tau against the tuned key
+and against each swept algorithm setting, decoding speedup, and speedup against tau. Intervals
+are drawn where eval.json has them (95% bootstrap over prompts). A plot without data is skipped
+with a line."""
 
 from __future__ import annotations
 
@@ -48,6 +51,9 @@ def make_plots(runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]]
             tau_vs_tuned(c, groups, tune)
         tau_vs_param(c, [r for r in runs if r.tuned_best] if tune else runs, tune)
         speedup(c, runs)
+        decode_acceptance(c, runs)
+        accepted_lengths(c, runs)
+        speedup_vs_tau(c, runs)
     return c.written, c.skipped
 
 
@@ -77,7 +83,8 @@ def acceptance(c: Canvas, runs) -> None:
         if a:
             ax.plot(range(1, len(a) + 1), a, marker="o", label=f"{c.tag(r)} [{r.algorithm}]")
     ax.set(xlabel="draft position k (Medusa: head k, EAGLE-3: TTT step k)",
-           ylabel="held-out top-1 accuracy", title="Per-position acceptance (held-out top-1)")
+           ylabel="held-out top-1 accuracy (training metric)",
+           title="Per-position top-1 on the held-out split (training, not decoding)")
     ax.legend(fontsize=7)
     c.save(fig, "acceptance.png", "Per-position acceptance")
 
@@ -168,10 +175,12 @@ def speedup(c: Canvas, runs) -> None:
     fig, ax = c.plt.subplots(figsize=(max(6, 1.2 * len(ev) * len(methods) / 3), 4.5))
     width = 0.8 / len(methods)
     for j, m in enumerate(methods):
-        pts = [(i + j * width, dig(r.methods, f"{m}.speedup")) for i, r in enumerate(ev)]
-        pts = [(x, y) for x, y in pts if y is not None]
+        pts = [(i + j * width, dig(r.methods, f"{m}.speedup"), _err(r, m, "speedup"))
+               for i, r in enumerate(ev)]
+        pts = [(x, y, e) for x, y, e in pts if y is not None]
         if pts:
-            ax.bar(*zip(*pts), width=width, label=m)
+            xs, ys, errs = zip(*pts)
+            ax.bar(xs, ys, width=width, label=m, yerr=_errbars(ys, errs), capsize=2)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks([i + width * (len(methods) - 1) / 2 for i in range(len(ev))],
                   [c.tag(r) for r in ev], rotation=20, ha="right", fontsize=8)
@@ -180,3 +189,87 @@ def speedup(c: Canvas, runs) -> None:
     ax.legend(fontsize=7)
     c.save(fig, "speedup.png", "Decoding speedup")
 
+
+
+def _err(r, m: str, key: str):
+    """eval.json's 95% interval of ``key`` for method ``m`` of run ``r`` (None if absent)."""
+    ci = dig(r.methods, f"{m}.{key}_ci95")
+    return ci if isinstance(ci, list) and len(ci) == 2 else None
+
+
+def _errbars(values, intervals):
+    """matplotlib's asymmetric error bars [[below...], [above...]] (0 where unknown)."""
+    if not any(intervals):
+        return None
+    return [[max(0.0, v - ci[0]) if ci else 0.0 for v, ci in zip(values, intervals)],
+            [max(0.0, ci[1] - v) if ci else 0.0 for v, ci in zip(values, intervals)]]
+
+
+def decode_acceptance(c: Canvas, runs) -> None:
+    """The acceptance rate at each draft position measured during decoding (of the steps that
+    reached position k, the share that accepted it), for each run's best draft method."""
+    rates = [(r, dig(r.methods, f"{r.best_method}.acceptance_by_position") or [])
+             for r in runs if r.best_method]
+    if not any(a for _, a in rates):
+        c.skipped.append("decoding acceptance plot skipped: no eval.json records "
+                         "acceptance_by_position")
+        return
+    fig, ax = c.plt.subplots(figsize=(8, 4.5))
+    for r, a in rates:
+        if a:
+            ax.plot(range(1, len(a) + 1), a, marker="o",
+                    label=f"{c.tag(r)} [{r.algorithm} {r.best_method}]")
+    ax.set(xlabel="draft position k (1: the first drafted token)",
+           ylabel="accepted / reached, while decoding",
+           title="Per-position acceptance measured during decoding")
+    ax.legend(fontsize=7)
+    c.save(fig, "decode_acceptance.png", "Per-position acceptance (decoding)")
+
+
+def accepted_lengths(c: Canvas, runs) -> None:
+    """How many tokens each verify step committed (accepted + 1), over all prompts, for each
+    run's best draft method: the distribution behind tau."""
+    data = []
+    for r in runs:
+        if not r.best_method:
+            continue
+        name = f"{r.algorithm}_{r.best_method}"
+        lengths = [n for p in dig(r.eval, "per_prompt") or []
+                   for n in (p.get(name) or p.get(r.best_method) or {}).get("accepted_lengths",
+                                                                            [])]
+        if lengths:
+            data.append((r, lengths))
+    if not data:
+        c.skipped.append("accepted-length histogram skipped: no eval.json records "
+                         "accepted_lengths")
+        return
+    top = max(max(v) for _, v in data)
+    bins = [b - 0.5 for b in range(1, top + 2)]
+    fig, ax = c.plt.subplots(figsize=(8, 4.5))
+    for r, v in data:
+        ax.hist(v, bins=bins, density=True, histtype="step", linewidth=1.5,
+                label=f"{c.tag(r)} [{r.best_method}] tau {sum(v) / len(v):.2f}")
+    ax.set(xlabel="tokens committed per verify step (accepted + 1)", ylabel="share of steps",
+           title="Accepted length per verify step")
+    ax.legend(fontsize=7)
+    c.save(fig, "accepted_lengths.png", "Accepted-length histogram")
+
+
+def speedup_vs_tau(c: Canvas, runs) -> None:
+    """Each run's best draft method: wall-time speedup against tau, with their intervals."""
+    pts = [(r, dig(r.methods, f"{r.best_method}.tau"),
+            dig(r.methods, f"{r.best_method}.speedup")) for r in runs if r.best_method]
+    pts = [(r, t, s) for r, t, s in pts if is_number(t) and is_number(s)]
+    if not pts:
+        c.skipped.append("speedup-vs-tau plot skipped: no run has an eval.json")
+        return
+    fig, ax = c.plt.subplots(figsize=(6.5, 4.5))
+    for r, t, s in pts:
+        ax.errorbar([t], [s], xerr=_errbars([t], [_err(r, r.best_method, "tau")]),
+                    yerr=_errbars([s], [_err(r, r.best_method, "speedup")]), fmt="o",
+                    capsize=3, label=f"{c.tag(r)} [{r.best_method}]")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set(xlabel="tau (tokens per verify step)", ylabel="speedup over greedy",
+           title="Speedup against tau (95% bootstrap intervals where recorded)")
+    ax.legend(fontsize=7)
+    c.save(fig, "speedup_vs_tau.png", "Speedup against tau")
