@@ -101,6 +101,10 @@ def test_eval_results_reach_wandb_summary_and_table(tiny_run):
     s = Run.summary
     assert s["decode/autoregressive/tau"] == 1.0
     assert s["decode/medusa_chain/tau"] == result["overall"]["medusa_chain"]["tau"]
+    # algorithm-neutral names, so that one chart compares algorithms
+    assert s["decode/draft_chain/tau"] == s["decode/medusa_chain/tau"]
+    assert s["decode/draft_tree/speedup"] == s["decode/medusa_tree/speedup"]
+    assert not any(k.startswith("decode/draft_autoregressive") for k in s)
     tree = result["overall"]["medusa_tree"]  # the tree's node budget goes beside its tau
     assert s["decode/medusa_tree/draft_nodes_max"] == tree["draft_nodes_max"] > 0
     assert s["decode/medusa_tree/tokens_per_forward"] == tree["tokens_per_forward"]

@@ -106,7 +106,9 @@ class RunTracker:
 
     def log_eval(self, result: dict) -> None:
         """Decoding results (``evaluate``): W&B summary metrics ``decode/<method>/<metric>``
-        (overall) and a per-category table, one row per (category, method)."""
+        (overall), the draft's methods also as ``decode/draft_<kind>/<metric>`` (chain, tree,
+        block: the same key for every algorithm), and a per-category table, one row per
+        (category, method)."""
         if self.wandb_run is None:
             return
         try:
@@ -116,6 +118,12 @@ class RunTracker:
                        "speedup", "tokens_per_s", "draft_time_share", "exact")
             self.wandb_run.summary.update({f"decode/{m}/{k}": v[k]
                                            for m, v in result["overall"].items() for k in metrics})
+            # the same figures under algorithm-neutral names (decode/draft_tree/tau for
+            # medusa_tree, eagle3_tree, ...): one W&B chart compares every algorithm's tree
+            prefix = f"{result.get('algorithm')}_"
+            self.wandb_run.summary.update({
+                f"decode/draft_{m[len(prefix):]}/{k}": v[k]
+                for m, v in result["overall"].items() if m.startswith(prefix) for k in metrics})
             self.wandb_run.summary.update({  # the acceptance at each draft position
                 f"decode/{m}/acceptance/{k}": a for m, v in result["overall"].items()
                 for k, a in enumerate(v.get("acceptance_by_position") or [])})
