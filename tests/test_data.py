@@ -134,7 +134,7 @@ def test_embedded_dataset_and_heldout_prompts():
     assert len(convs.rows) == 320 and not convs.bad_rows
     train_prompts = {c[0]["content"] for c in convs.rows}
     heldout = [json.loads(x) for x in embedded_path("heldout_prompts.jsonl").read_text().splitlines()]
-    assert len(heldout) == 60
+    assert len(heldout) == 110
     assert not train_prompts & {h["prompt"] for h in heldout}  # never trained on
     meta = json.loads(embedded_path("chat.generation.json").read_text())
     assert meta["model"] == "smollm2-135m" and meta["decoding"] == "greedy"

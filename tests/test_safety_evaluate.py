@@ -221,9 +221,9 @@ def test_a_directory_as_prompts_is_named_a_directory(tmp_path):
 
 
 def test_more_prompts_than_there_are_is_said_and_recorded(run, capsys):
-    """Issue 10: decode.num_prompts=1000 with the 60 embedded prompts decoded 60 silently. Now a
+    """Issue 10: decode.num_prompts=1000 with the 60 embedded prompts (110 now) decoded them silently. Now a
     warning before training, a line at the evaluation, and eval.json records the request."""
-    with pytest.warns(UserWarning, match=r"decode.num_prompts=1000, but .* holds only 60"):
+    with pytest.warns(UserWarning, match=r"decode.num_prompts=1000, but .* holds only 110"):
         check_eval_settings(compose(["decode.num_prompts=1000"]).decode)
     questions = run.parent / "q.jsonl"
     questions.write_text("".join(json.dumps({"prompt": f"hi {i}"}) + "\n" for i in range(2)))
