@@ -1,8 +1,9 @@
 """Console and run-log output: Python ``logging`` under one ``specbench`` logger.
 
-Modules log through ``get_logger(__name__)``. Only the main process logs (the rank is read from
-the launcher's ``RANK`` variable, as accelerate's ``MultiProcessAdapter`` does, without importing
-torch, so torch-free modules such as ``sweep`` and ``tracking`` log the same way). The console
+Modules log through ``get_logger(__name__)``. Only the main process logs: ``process_rank``
+reads the launcher's variables (``RANK``, then SLURM's and submitit's), as accelerate's
+``MultiProcessAdapter`` does, without importing torch, so torch-free modules such as ``sweep``
+and ``tracking`` log the same way; ``rundir`` and ``sweep`` use it too. The console
 shows messages through rich's handler on a terminal and as plain ``[specbench] ...`` lines
 otherwise (pipes, CI, tests). ``log_to_file(path)`` adds the run's log file: ``python -m
 specbench`` points it at Hydra's ``<run dir>/<job>.log``, which so holds the console output.
@@ -20,9 +21,23 @@ import sys
 ROOT = "specbench"
 
 
+def process_rank() -> int:
+    """This process's rank in a job launched as several processes: ``RANK`` (torchrun,
+    accelerate), else ``SLURM_PROCID`` (srun, the submitit SLURM launcher), else submitit's
+    local rank (``SUBMITIT_LOCAL_GLOBALID``); 0 in a plain process."""
+    for var in ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                continue
+    return 0
+
+
 class _MainProcessOnly(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return os.environ.get("RANK", "0") in ("", "0")
+        return process_rank() == 0
 
 
 class _Stdout(logging.Handler):

@@ -16,6 +16,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from specbench.errors import UserError
+from specbench.log import process_rank
 
 LOCK_NAME = ".specbench.lock"
 
@@ -34,7 +35,7 @@ def hold(run_dir: Path):
     except (FileExistsError, NotADirectoryError):
         raise UserError(f"The run directory {run_dir} is (or lies under) an existing file, not "
                         "a directory. Choose another hydra.run.dir.") from None
-    if os.environ.get("RANK", "0") not in ("", "0"):  # a distributed launch: rank 0 holds it
+    if process_rank() != 0:  # a distributed launch: rank 0 holds it
         yield
         return
     key = str(run_dir.resolve())

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import atexit
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -52,7 +51,7 @@ from omegaconf import DictConfig, OmegaConf
 from specbench.config import with_renamed_sections
 from specbench.errors import UserError
 from specbench.io import file_lock, read_json, write_json
-from specbench.log import get_logger
+from specbench.log import get_logger, process_rank  # noqa: F401 - process_rank: sweep API
 
 log = get_logger(__name__)
 
@@ -270,20 +269,6 @@ def _check_targets(targets: dict[str, Any]) -> None:
                 "would call it before the run starts. Allowed: "
                 f"{', '.join(sorted(ALLOWED_CALLBACKS))}. Drop that override (see "
                 "docs/security.md).")
-
-
-def process_rank() -> int:
-    """This process's rank in a job launched as several processes: ``RANK`` (torchrun,
-    accelerate), else ``SLURM_PROCID`` (srun, the submitit SLURM launcher), else submitit's
-    local rank (``SUBMITIT_LOCAL_GLOBALID``); 0 in a plain process."""
-    for var in ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            try:
-                return int(value)
-            except ValueError:
-                continue
-    return 0
 
 
 def _locked(root: Path):
