@@ -551,10 +551,13 @@ class TrainingRun:
 
     def reduce_step(self, step_loss: float, counts: torch.Tensor, bank: CounterBank):
         """Sum the step's loss share, counts and metric counters over ranks; the counters go
-        into the log window, identical on every rank (so a checkpoint's window is whole)."""
-        gathered = distributed.all_gather((step_loss, counts.tolist(), bank.num, bank.den))
+        into the log window, identical on every rank (so a checkpoint's window is whole). The
+        same gather agrees on a preemption signal (it may reach some ranks only)."""
+        gathered = distributed.all_gather((step_loss, counts.tolist(), bank.num, bank.den,
+                                           self.guard.signum))
+        self.stop_signal = next((g[4] for g in gathered if g[4] is not None), None)
         total = CounterBank()
-        for _loss, _counts, num, den in gathered:
+        for _loss, _counts, num, den, _signal in gathered:
             for k in num:
                 total.add({k: (num[k], den[k])})
         for k in sorted(total.num):
@@ -599,10 +602,8 @@ class TrainingRun:
             self.eval_metrics = self.held_out_eval()
             self.tracker.log(self.eval_metrics, step)
         stopping = self.stop_after_steps is not None and step >= self.stop_after_steps
-        signums = [self.guard.signum]
-        if self.world > 1:  # a signal may reach some ranks only: stop together, one signal
-            signums = distributed.all_gather(self.guard.signum)
-        self.stop_signal = next((s for s in signums if s is not None), None)
+        if self.world == 1:  # several ranks agreed on it in reduce_step
+            self.stop_signal = self.guard.signum
         # in the last step, the final checkpoint (finish_training) is the preemption's
         preempted = self.stop_signal is not None and step != self.total_steps
         if stopping or preempted or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0
