@@ -252,6 +252,7 @@ def test_other_launchers_start_a_world_of_two(how, data, single, tmp_path):
                            "-m", "specbench", *args], cwd=tmp_path, env=env(),
                           capture_output=True, text=True, timeout=300))
         assert summary(run)["checklist"]["distributed"] == "fsdp"
+        assert summary(run)["checklist"]["launcher"] == "torchrun/accelerate"
         assert summary(run)["checklist"]["draft_sharded"] is True
     else:
         port, procs = free_port(), []
@@ -267,6 +268,7 @@ def test_other_launchers_start_a_world_of_two(how, data, single, tmp_path):
             out, err = p.communicate(timeout=300)
             assert p.returncode == 0, err[-4000:]
         assert summary(run)["checklist"]["distributed"] == "ddp"
+        assert summary(run)["checklist"]["launcher"] == "slurm"
     assert summary(run)["checklist"]["world_size"] == 2
     assert max_diff(run, single["eagle3"]) <= 1e-6
 

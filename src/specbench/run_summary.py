@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from specbench import fairness
+from specbench import distributed, fairness
 from specbench.checkpoint import latest_checkpoint
 
 
@@ -32,6 +32,7 @@ def checklist(run, stats: dict) -> dict:
         "micro_batch_size": tcfg.micro_batch_size, "grad_accum": run.accum,
         "world_size": run.world, "global_batch": run.global_bs,
         "distributed": run.strategy, "draft_sharded": run.draft_sharded,
+        "launcher": distributed.launch().launcher,
         "expected_optimizer_steps": run.total_steps, "optimizer_steps_taken": run.step,
         "steps_match": run.step == run.total_steps,
     }
