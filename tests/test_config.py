@@ -23,8 +23,8 @@ def test_groups_present():
     assert GROUPS["algorithm"] == sorted(CONFIGS)  # every registered algorithm has its file
     assert GROUPS["model"] == ["llama3-8b", "qwen2.5-7b", "smollm2-135m", "tiny-llama",
                                "tiny-qwen2"]
-    assert GROUPS["data"] == ["embedded-chat", "jsonl", "sharegpt", "ultrachat"]
-    assert GROUPS["trainer"] == ["default", "specforge"]
+    assert GROUPS["data"] == ["embedded-chat", "embedded-large", "jsonl", "sharegpt", "ultrachat"]
+    assert GROUPS["trainer"] == ["default", "quality", "specforge"]
     assert GROUPS["tracker"] == ["wandb"]
     assert GROUPS["debug"] == ["tiny"]
 

@@ -17,6 +17,7 @@ and the run tracker stay quick to import.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -119,11 +120,16 @@ class BadLine(ValueError):
         super().__init__(text)
 
 
+def open_bytes(path: Path):
+    """``path`` opened for reading bytes, decompressed on the fly when its name ends in .gz."""
+    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
     """(line number, value) for every non-blank line of a JSON-lines file, read as a stream;
     the value is a ``BadLine`` for a line that does not decode."""
     offset = 0
-    with open(path, "rb") as f:
+    with open_bytes(path) as f:
         for lineno, raw in enumerate(f, start=1):
             start, offset = offset, offset + len(raw)
             if not raw.strip():

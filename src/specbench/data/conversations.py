@@ -26,7 +26,7 @@ from pathlib import Path
 
 from specbench.config import enum_value
 from specbench.errors import UserError
-from specbench.io import BadLine, canonical_json, iter_jsonl
+from specbench.io import BadLine, canonical_json, iter_jsonl, open_bytes
 
 ROLE_ALIASES = {"system": "system", "user": "user", "human": "user", "assistant": "assistant",
                 "gpt": "assistant", "chatgpt": "assistant", "bard": "assistant", "bing": "assistant"}
@@ -112,7 +112,7 @@ def _refuse_binary(path: Path, head: bytes) -> None:
 
 def _read_jsonl(path: Path):
     """Yield (line_number, row or exception) for a JSON-lines file, byte-safe."""
-    with open(path, "rb") as f:
+    with open_bytes(path) as f:
         _refuse_binary(path, f.read(8192))
     for lineno, value in iter_jsonl(path):
         if isinstance(value, BadLine) and value.kind == "utf8":
@@ -127,7 +127,8 @@ def _read_jsonl(path: Path):
 def _json_rows(path: Path):
     """Yield (line_number, row) for a .json file: a JSON array of conversation objects (each
     numbered by the line it starts on), a single conversation object, or JSON lines."""
-    raw = path.read_bytes()
+    with open_bytes(path) as f:
+        raw = f.read()
     _refuse_binary(path, raw[:8192])
     where = f"data.path={str(path)!r}"
     try:
@@ -232,6 +233,21 @@ def _other_rows(path: Path):
         yield i + 1, row
 
 
+def _local_path(spec: str) -> tuple[Path, str]:
+    """The file ``data.path`` names, and the source name recorded for it: ``embedded`` is the
+    shipped chat set, ``embedded:NAME`` another shipped file, anything else a local path."""
+    if spec == "embedded" or spec.startswith("embedded:"):
+        name = spec.partition(":")[2] or "chat.jsonl"
+        path, source = embedded_path(name), f"embedded:{name}"
+    else:
+        path = Path(spec).expanduser()
+        source = str(path)
+    if not path.is_file():
+        raise UserError(f"data.path={spec!r} does not exist or is not a file. Point it at a "
+                        ".jsonl (or .jsonl.gz) of conversations, or use data=embedded-chat.")
+    return path, source
+
+
 def load_conversations(data_cfg) -> ConversationSet:
     """Read, normalise and validate the conversations a ``DataConfig`` names."""
     mode = enum_value(data_cfg.bad_rows)
@@ -241,13 +257,9 @@ def load_conversations(data_cfg) -> ConversationSet:
     if data_cfg.path and data_cfg.hub_id:
         raise UserError(f"data={data_cfg.name} sets both data.path and data.hub_id; set one.")
     if data_cfg.path:
-        path = embedded_path() if data_cfg.path == "embedded" else Path(data_cfg.path).expanduser()
-        if not path.is_file():
-            raise UserError(f"data.path={data_cfg.path!r} does not exist or is not a file. Point "
-                            "it at a .jsonl of conversations, or use data=embedded-chat.")
-        source = "embedded:chat.jsonl" if data_cfg.path == "embedded" else str(path)
-        rows_iter = {".jsonl": _read_jsonl, ".json": _json_rows}.get(path.suffix.lower(),
-                                                                     _other_rows)(path)
+        path, source = _local_path(data_cfg.path)
+        kind = path.name.lower().removesuffix(".gz").rsplit(".", 1)[-1]
+        rows_iter = {"jsonl": _read_jsonl, "json": _json_rows}.get(kind, _other_rows)(path)
     elif data_cfg.hub_id:
         source, rows_iter = f"hub:{data_cfg.hub_id}", _hub_rows(data_cfg)
     else:
