@@ -92,7 +92,7 @@ def test_wandb_offline_run_holds_training_and_decoding(tmp_path, conv_file):
     for r in records:
         kinds.setdefault(r.WhichOneof("record_type"), []).append(r)
     meta = kinds["run"][0].run
-    assert meta.run_group == s["fingerprint"] and meta.job_type == "medusa"
+    assert meta.run_group.endswith("." + s["fingerprint"]) and meta.job_type == "medusa"
     metrics = {(m.metric.name or m.metric.glob_name): m.metric for m in kinds["metric"]}
     assert metrics["*"].step_metric == "train/step"
     assert metrics["eval/loss"].summary.min and metrics["eval/tau_sim"].summary.max

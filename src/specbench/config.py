@@ -299,6 +299,8 @@ class TrackerConfig:
     mode: TrackerMode = setting(TrackerMode.offline, "offline (sync later with `wandb sync`), "
                                 "online, or disabled; metrics.jsonl is written either way")
     tags: list[str] = setting(help="W&B tags", factory=list)
+    log_weights: bool = setting(False, "also log the final draft weights as a W&B model "
+                                "artifact (draft-<algorithm>-<fingerprint>)")
 
 
 class LookaheadVariant(str, Enum):

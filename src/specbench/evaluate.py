@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import statistics
 import sys
 import time
 import warnings
@@ -336,10 +338,36 @@ def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: in
                     bar.update(1)
             messages.append({"role": "assistant",
                              "content": tok.decode(reference, skip_special_tokens=True)})
+            record["load_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
             per_prompt.append(record)
     if bar is not None:
         bar.close()
     return per_prompt
+
+
+LOAD_SLACK = 0.5  # the 1-minute load average may sit a little above the cores it fills
+SLOW_GREEDY = 0.5  # a prompt's greedy tokens/s under this share of the run's median
+
+
+def machine_load(per_prompt: list) -> dict:
+    """Whether the timings were taken on a loaded machine: the 1-minute load average after any
+    turn above the core count (+ ``LOAD_SLACK``), or turns whose greedy tokens/s fell below
+    half of the run's own median. Speedups of a loaded run are flagged by compare."""
+    cores = os.cpu_count() or 1
+    loads = [r["load_1m"] for r in per_prompt if r.get("load_1m") is not None]
+    rates = [r["autoregressive"]["tokens"] / r["autoregressive"]["time_s"] for r in per_prompt
+             if r["autoregressive"]["time_s"] > 0]
+    median = statistics.median(rates) if rates else None
+    slow = sum(x < SLOW_GREEDY * median for x in rates) if median else 0
+    reasons = []
+    if loads and max(loads) > cores + LOAD_SLACK:
+        reasons.append(f"1-minute load average up to {max(loads):.1f} on {cores} cores")
+    if slow:
+        reasons.append(f"{slow} of {len(rates)} turns decoded greedily below half the run's "
+                       f"median {median:.1f} tokens/s")
+    return {"cores": cores, "load_1m_max": max(loads) if loads else None,
+            "greedy_tokens_per_s_median": median, "slow_greedy_turns": slow,
+            "loaded": bool(reasons), "reasons": reasons}
 
 
 def _record(res, reference) -> dict:
@@ -536,6 +564,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
               "per_category": {c: _aggregate([r for r in per_prompt if r["category"] == c],
                                              methods)
                                for c in sorted({r["category"] for r in per_prompt})},
+              "machine_load": machine_load(per_prompt),
               "per_prompt": per_prompt}
     if note:  # fewer questions than decode.num_prompts asked for (only then: keys compare)
         result["settings"]["num_prompts_requested"] = int(e.num_prompts)
@@ -623,6 +652,10 @@ def print_table(result: dict) -> None:
                  "and Spec-Bench's); tok/fwd: tokens per target forward, prefill included; "
                  "nodes: draft nodes verified per step, mean/max; speedup: greedy's wall time "
                  f"over the method's, both in {s['dtype']} on {s['device']}")
+    load = result.get("machine_load") or {}
+    if load.get("loaded"):
+        lines.append("  LOADED MACHINE: the speedups are not reliable ("
+                     + "; ".join(load["reasons"]) + "). Re-run on an idle machine.")
     n = s["samples"]
     for name, m in list(result["overall"].items())[1:]:
         if m.get("tau_ci95"):

@@ -9,12 +9,34 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
 from specbench.config import enum_value
 from specbench.fairness import flatten
 from specbench.io import atomic_write_text, read_jsonl, write_json
+
+
+def group_name(controlled: dict, fingerprint: str) -> str:
+    """The W&B group of a fingerprint: a readable prefix before the fingerprint itself, made of
+    controlled settings only (the target, the data file, the seed), so runs that share a
+    fingerprint share the group. ``controlled`` is flat (``model.hub_id``, ...)."""
+    def short(value) -> str:
+        name = str(value).replace(":", "/").rstrip("/").rsplit("/", 1)[-1]
+        return re.sub(r"(\.jsonl|\.json|\.gz)+$", "", name) or "?"
+
+    model = controlled.get("model.hub_id") or controlled.get("model.path") or \
+        controlled.get("model.source") or "?"
+    data = controlled.get("data.path") or controlled.get("data.hub_id") or "?"
+    return f"{short(model)}.{short(data)}.seed{controlled.get('trainer.seed', '?')}.{fingerprint}"
+
+
+def run_name(run_dir: Path) -> str:
+    """A W&B run name unique across launches and sweeps: the run folder under its parent
+    (``2026-01-01/12-00-00-123456-medusa``; in a sweep ``12-00-00-123456/0-medusa``)."""
+    run_dir = Path(run_dir).resolve()
+    return f"{run_dir.parent.name}/{run_dir.name}"
 
 
 class RunTracker:
@@ -50,8 +72,8 @@ class RunTracker:
 
             self.wandb_run = wandb.init(
                 project=tracker_cfg.project, entity=tracker_cfg.entity,
-                group=fingerprint, job_type=algorithm, config=config,
-                name=self.run_dir.name, dir=str(self.run_dir), mode=self.wandb_info["mode"],
+                group=self._group(config, fingerprint), job_type=algorithm, config=config,
+                name=run_name(self.run_dir), dir=str(self.run_dir), mode=self.wandb_info["mode"],
                 tags=list(tracker_cfg.tags), id=resume_id, resume="allow" if resume_id else None,
                 reinit="finish_previous",
             )
@@ -71,6 +93,28 @@ class RunTracker:
                           "to silence this.", stacklevel=2)
             self.wandb_run = None
             self.wandb_info["error"] = f"{type(err).__name__}: {err}"
+
+    @staticmethod
+    def _group(config: dict, fingerprint: str) -> str:
+        return group_name(flatten({k: config.get(k) or {} for k in ("model", "data", "trainer")}),
+                          fingerprint)
+
+    def log_weights(self, path: Path, algorithm: str, fingerprint: str, step: int) -> None:
+        """The draft's weights file as a W&B model artifact (``tracker.log_weights=true``),
+        named ``draft-<algorithm>-<fingerprint>``, one version per run."""
+        if self.wandb_run is None:
+            return
+        try:
+            import wandb
+
+            art = wandb.Artifact(f"draft-{algorithm}-{fingerprint}", type="model",
+                                 metadata={"algorithm": algorithm, "fingerprint": fingerprint,
+                                           "step": step, "run_dir": str(self.run_dir)})
+            art.add_file(str(path), name=Path(path).name)
+            self.wandb_run.log_artifact(art, aliases=["latest", f"step-{step}"])
+        except Exception as err:
+            warnings.warn(f"W&B could not log the weights artifact ({err}); {path} is written.",
+                          stacklevel=2)
 
     def last_row(self, key: str) -> dict:
         """The newest metrics row holding ``key`` (without its ``step``), or {}."""

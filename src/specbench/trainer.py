@@ -678,6 +678,9 @@ class TrainingRun:
             final = self.checkpoint()
         if self.main:
             publish_weights(final, self.run_dir / "draft.safetensors")
+            if self.cfg.tracker.log_weights:
+                self.tracker.log_weights(self.run_dir / "draft.safetensors",
+                                         self.cfg.algorithm.name, self.fp, self.step)
         self.status = "completed"
 
     def write_results(self) -> dict:

@@ -82,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
                    help="an equal tuning budget: leave these controlled keys (e.g. trainer.lr) "
                         "out of the grouping and rank each algorithm config at its best value "
                         "of the same grid")
+    p.add_argument("--wandb", action="store_true",
+                   help="also log the tables, plots and report as a W&B run (job type "
+                        "'compare') in the compared runs' group")
+    p.add_argument("--wandb-mode", choices=["offline", "online"], default="offline",
+                   help="offline (default: sync later with `wandb sync`) or online")
+    p.add_argument("--wandb-project", default="specbench", help="the W&B project")
+    p.add_argument("--wandb-entity", default=None, help="the W&B entity (team or user)")
     return p
 
 
@@ -100,4 +107,11 @@ def main(argv=None) -> int:
         sys.stdout.write((res["out"] / name).read_text())
     info = sys.stdout if args.format == "table" else sys.stderr
     print("\nwritten: " + ", ".join(str(f) for f in res["files"]), file=info)
+    if args.wandb:
+        from .wandb_log import log_comparison
+
+        w = log_comparison(res, args.wandb_project, args.wandb_entity, args.wandb_mode)
+        if "error" not in w:
+            print(f"W&B ({w['mode']}): group {w['group']}, run {w['run_id']} in {w['dir']}",
+                  file=info)
     return 0

@@ -1,8 +1,8 @@
-"""The PNG plots: loss curves, per-position acceptance (the held-out top-1 of training, and the
-rate measured while decoding, apart), the accepted-length histogram, tau against the tuned key
-and against each swept algorithm setting, decoding speedup, and speedup against tau. Intervals
-are drawn where eval.json has them (95% bootstrap over prompts). A plot without data is skipped
-with a line."""
+"""The PNG plots: loss curves (one panel per algorithm), per-position acceptance (the held-out
+top-1 of training, and the rate measured while decoding, apart), the accepted-length histogram,
+tau against the tuned key and against each swept algorithm setting, the scaling curve (tau vs
+training tokens and FLOPs), decoding speedup, and speedup against tau. Intervals are drawn where
+eval.json has them (95% bootstrap over prompts). A plot without data is skipped with a line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fmt import fmt_value, is_number
+from .fmt import NA, fmt_value, is_number
 from .report import method_order
 from .runs import dig
 from .stats import describe_settings, mean_std
@@ -50,6 +50,7 @@ def make_plots(runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]]
         if tune:
             tau_vs_tuned(c, groups, tune)
         tau_vs_param(c, [r for r in runs if r.tuned_best] if tune else runs, tune)
+        tau_vs_budget(c, [r for r in runs if r.tuned_best] if tune else runs)
         speedup(c, runs)
         decode_acceptance(c, runs)
         accepted_lengths(c, runs)
@@ -57,20 +58,29 @@ def make_plots(runs, groups, out: Path, tune=()) -> tuple[list[tuple[str, Path]]
     return c.written, c.skipped
 
 
+LOSS_NOTE = ("one panel per algorithm: each algorithm's train/loss is its own objective (a sum "
+             "over its heads or TTT steps, with its own weights), so losses are comparable only "
+             "between runs of the same algorithm")
+
+
 def loss_curves(c: Canvas, runs) -> None:
+    """Training loss, one panel per algorithm (LOSS_NOTE says why)."""
     curves = [(r, [(m["step"], m["train/loss"]) for m in r.metrics
                    if is_number(m.get("step")) and is_number(m.get("train/loss"))])
               for r in runs]
-    if not any(p for _, p in curves):
+    algs = sorted({r.algorithm for r, pts in curves if pts})
+    if not algs:
         c.skipped.append("loss curves skipped: no train/loss rows in any metrics.jsonl")
         return
-    fig, ax = c.plt.subplots(figsize=(8, 4.5))
-    for r, pts in curves:
-        if pts:
-            ax.plot(*zip(*pts), label=c.tag(r))
-    ax.set(xlabel="optimizer step", ylabel="train loss", title="Training loss")
-    ax.legend(fontsize=7)
-    c.save(fig, "loss_curves.png", "Training loss curves")
+    fig, axes = c.plt.subplots(len(algs), 1, figsize=(8, 3.6 * len(algs)), squeeze=False)
+    for ax, alg in zip(axes[:, 0], algs):
+        for r, pts in curves:
+            if pts and r.algorithm == alg:
+                ax.plot(*zip(*pts), label=c.tag(r))
+        ax.set(xlabel="optimizer step", ylabel=f"train loss ({alg})",
+               title=f"Training loss: {alg} (comparable within this panel only)")
+        ax.legend(fontsize=7)
+    c.save(fig, "loss_curves.png", f"Training loss curves ({LOSS_NOTE})")
 
 
 def acceptance(c: Canvas, runs) -> None:
@@ -164,6 +174,48 @@ def tau_vs_param(c: Canvas, runs, tune) -> None:
                + (f"; each at its best {', '.join(tune)})" if tune else ")"))
         ax.legend(fontsize=7)
     c.save(fig, "tau_vs_param.png", "tau vs the swept parameter")
+
+
+def budget_metric(runs) -> tuple[str, str]:
+    """The tau every run has: decoding tau (best draft method) if all were decoded, else the
+    held-out tau_sim (one metric on one axis, never a mix)."""
+    if all(is_number(r.decode_tau) for r in runs):
+        return "decode_tau", "decoding tau (best draft method)"
+    return "tau_sim", "held-out tau_sim"
+
+
+def tau_vs_budget(c: Canvas, runs) -> None:
+    """The scaling curve: tau against training tokens and against training FLOPs, one line per
+    algorithm config, mean ± std over the seeds at each budget."""
+    budget = {r.name: (dig(r.summary, "checklist.tokens_trained"),
+                       dig(r.summary, "train.flops.total")) for r in runs}
+    rs = [r for r in runs if all(is_number(x) for x in budget[r.name])]
+    if len({budget[r.name][0] for r in rs}) < 2:
+        c.skipped.append("tau-vs-budget plot skipped: the runs share one training budget "
+                         "(train at several data.max_rows or trainer.max_steps to draw it)")
+        return
+    attr, label = budget_metric(rs)
+    configs = sorted({(r.algorithm, r.settings_str) for r in rs})
+    fig, axes = c.plt.subplots(1, 2, figsize=(12, 4.5), squeeze=False)
+    for ax, j, xlabel in ((axes[0, 0], 0, "training tokens"),
+                          (axes[0, 1], 1, "training FLOPs (target forward + draft)")):
+        for alg, setting in configs:
+            mine = [r for r in rs if (r.algorithm, r.settings_str) == (alg, setting)]
+            pts = []
+            for tokens in sorted({budget[r.name][0] for r in mine}):
+                at = [r for r in mine if budget[r.name][0] == tokens]
+                m, sd, n = mean_std(getattr(r, attr) for r in at)
+                x, _, _ = mean_std(budget[r.name][j] for r in at)
+                if n:
+                    pts.append((x, m, sd or 0))
+            if pts:
+                name = alg if setting in ("", NA) else f"{alg} {setting}"
+                ax.errorbar(*zip(*pts), marker="o", capsize=3, label=name)
+        ax.set_xscale("log")
+        ax.set(xlabel=xlabel, ylabel=label, title=f"{label} vs {xlabel}")
+        ax.legend(fontsize=7)
+    fig.suptitle("Scaling: mean ± std over seeds at each budget")
+    c.save(fig, "tau_vs_budget.png", "tau vs training tokens and FLOPs (scaling curve)")
 
 
 def speedup(c: Canvas, runs) -> None:

@@ -126,9 +126,10 @@ def run_row(r: Run, rank, draft_methods, warning=None, tune=()) -> list[str]:
             fmt_num(dig(s, "eval_split.loss"), 3), fmt_num(r.tau_sim, 3)]
     for m in draft_methods:
         tau = with_ci(fmt_num(dig(r.methods, f"{m}.tau"), 3), dig(r.methods, f"{m}.tau_ci95"))
+        speed = with_ci(fmt_num(dig(r.methods, f"{m}.speedup"), 2),
+                        dig(r.methods, f"{m}.speedup_ci95"))
         row += [tau + OLD_TAU_MARK if r.old_tau and tau != NA else tau, fmt_nodes(r, m),
-                with_ci(fmt_num(dig(r.methods, f"{m}.speedup"), 2),
-                        dig(r.methods, f"{m}.speedup_ci95"))]
+                speed + LOADED_MARK if loaded(r) and speed != NA else speed]
     return row + [exactness(r)] + ([warning or NA] if warning is not None else [])
 
 
@@ -148,6 +149,23 @@ OLD_TAU_NOTE = ("(old tau): the run's eval.json was recorded before issue 11, an
                 "0.3-1.3% below the reference tau (accepted + 1 per verify step, prefill "
                 "excluded: EAGLE, Spec-Bench) the other runs report. Re-evaluate it with "
                 "python -m specbench.evaluate RUN to compare tau across runs.")
+
+
+LOADED_MARK = " (loaded)"
+
+
+def loaded(r: Run) -> list[str]:
+    """Why the run's decoding timings came from a loaded machine (eval.json's machine_load),
+    or [] (also for an eval.json recorded before it was measured)."""
+    load = dig(r.eval or {}, "machine_load") or {}
+    return list(load.get("reasons") or []) if load.get("loaded") else []
+
+
+def loaded_notes(runs) -> list[str]:
+    return [f"{LOADED_MARK.strip()}: {r.name}'s speedups were measured on a loaded machine ("
+            + "; ".join(loaded(r)) + "), so its wall-time figures are not comparable; tau is "
+            "unaffected. Re-evaluate it on an idle machine: python -m specbench.evaluate "
+            f"{r.name}" for r in runs if loaded(r)]
 
 
 def fmt_nodes(r: Run, m: str) -> str:
@@ -268,7 +286,8 @@ def build_blocks(runs, groups, notes, failed, allow_mismatch, tune=()) -> list[t
                        for alg, (_, fixed) in describe_settings(runs).items())
     one_table = allow_mismatch and len(groups) > 1
     old = [r.name for r in runs if r.old_tau]
-    notes = notes + ([f"{OLD_TAU_NOTE} Runs: {', '.join(old)}."] if old else [])
+    notes = notes + ([f"{OLD_TAU_NOTE} Runs: {', '.join(old)}."] if old else []) + \
+        loaded_notes(runs)
     intro = intro_blocks(runs, groups, tune)  # the title, the headline, then how it ranks
     blocks = intro[:1] + headline_blocks(groups, notes) + intro[1:] + \
         [("notice", n) for n in notes]
