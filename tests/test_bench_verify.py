@@ -38,3 +38,19 @@ def test_weight_bytes_count_a_tied_matrix_once():
 def test_json_needs_a_path(capsys):
     assert main(["--verify", "--json"]) == 2
     assert "--json needs a file path" in capsys.readouterr().err
+
+
+def test_verify_modes_side_by_side(tmp_path, capsys):
+    out = tmp_path / "modes.json"
+    assert main(["--verify", "--verify-mode=dynamic,static", "--json", str(out),
+                 "model=tiny-llama"]) == 0
+    table = json.loads(out.read_text())
+    assert table["modes"] == ["dynamic", "static"]
+    assert [(r["mode"], r["q"]) for r in table["rows"]] == \
+        [(m, q) for m in ("dynamic", "static") for q in VERIFY_SIZES]
+    assert all(r["ratio_to_q1"] == 1.0 for r in table["rows"] if r["q"] == 1)
+    assert main(["--verify", "--verify-mode=static,fast"]) == 2
+    assert "'fast' is not a verify mode" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["--verify", "--verify-mode=graphs", "model=tiny-llama"]) == 2
+        assert "needs a GPU" in capsys.readouterr().err

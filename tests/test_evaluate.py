@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from specbench.config import compose
 from specbench.errors import UserError
@@ -234,3 +235,18 @@ def test_eval_json_records_accepted_lengths_and_intervals(tiny_run):
             lengths = r[name]["accepted_lengths"]
             assert len(lengths) == r[name]["verify_steps"]
             assert sum(lengths) == r[name]["step_tokens"] and min(lengths) >= 1
+
+
+def test_static_verify_mode_gives_the_same_evaluation(tiny_run):
+    """decode.verify=static (the CUDA-graph path's CPU twin): every method still exact, the same
+    tokens and acceptance as the dynamic path; the mode is recorded and graphs need a GPU."""
+    dyn = evaluate(tiny_run, {"num_prompts": 3, "max_new_tokens": 10})
+    sta = evaluate(tiny_run, {"num_prompts": 3, "max_new_tokens": 10, "verify": "static"})
+    assert dyn["settings"]["verify"] == "dynamic" and sta["settings"]["verify"] == "static"
+    for name, m in sta["overall"].items():
+        assert m["exact"], name
+        for a, b in zip(dyn["per_prompt"], sta["per_prompt"]):
+            assert a[name]["accepted_lengths"] == b[name]["accepted_lengths"], name
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="decode.verify=graphs captures CUDA graphs"):
+            evaluate(tiny_run, {"num_prompts": 1, "max_new_tokens": 4, "verify": "graphs"})

@@ -3,6 +3,7 @@
     python -m specbench.bench                         # Medusa on the embedded SmolLM2
     python -m specbench.bench algorithm.lm_head=shared trainer.micro_batch_size=4
     python -m specbench.bench --verify [--dtype=float32] [--json PATH]   # verify-forward cost
+    python -m specbench.bench --verify --verify-mode=dynamic,static,compiled   # before/after
 
 ``--verify`` times what bounds a speculative decoder's speedup instead: one target forward over
 q new tokens on top of a KV cache (as a verify step does), for q = 1 (plain decoding) up to 64,
@@ -28,6 +29,7 @@ import torch
 from specbench.algorithms import get_algorithm
 from specbench.config import compose_checked
 from specbench.data import build_dataset, collate
+from specbench.decoding import VERIFY_MODES
 from specbench.errors import UserError
 from specbench.target import forward_flops_per_token, load_target
 from specbench.trainer import _make_accelerator, make_optimizer, to_fp32_params
@@ -67,57 +69,93 @@ VERIFY_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
 
 @torch.no_grad()
-def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5,
-                json_path: str | None = None) -> int:
-    """Time one verify forward of q new tokens over a ``context``-token KV cache for each q in
-    ``VERIFY_SIZES`` (interleaved), against the weight-read floor: the target's weight bytes
-    over this machine's memory bandwidth. Prints the table; ``json_path`` also writes it."""
+def _verify_timer(target, mode: str, context: int, g: torch.Generator):
+    """A function q -> seconds of one verify forward of q new tokens over ``context`` cached
+    ones, run the way ``decode.verify=mode`` runs it (dynamic: a fresh DynamicCache filled by a
+    prefill each time; static modes: one preallocated cache, the query padded to its bucket)."""
     from transformers import DynamicCache
 
     from specbench.decoding import _target_forward
+    from specbench.static_verify import StaticVerifier
 
+    model, device = target.model, target.device
+    vocab = target.config.vocab_size
+    prefix = torch.randint(0, vocab, (context,), generator=g).tolist()
+    sv = None
+    if mode != "dynamic":
+        sv = StaticVerifier(model, device, context + 2 * VERIFY_SIZES[-1], mode)
+        sv.prefill(prefix)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(q: int) -> float:
+        new = torch.randint(0, vocab, (q,), generator=g).tolist()
+        if sv is None:
+            cache = DynamicCache()
+            _target_forward(model, torch.tensor([prefix], device=device), cache,
+                            torch.arange(context, device=device)[None])
+        sync()
+        t0 = time.perf_counter()
+        if sv is None:
+            _target_forward(model, torch.tensor([new], device=device), cache,
+                            torch.arange(context, context + q, device=device)[None])
+        else:
+            sv.verify(context, new, list(range(context, context + q)),
+                      torch.ones(q, q, dtype=torch.bool).tril())
+        sync()
+        return time.perf_counter() - t0
+
+    return timed
+
+
+@torch.no_grad()
+def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5,
+                json_path: str | None = None, modes: tuple[str, ...] = ("dynamic",)) -> int:
+    """Time one verify forward of q new tokens over a ``context``-token KV cache for each q in
+    ``VERIFY_SIZES`` and each verify mode (interleaved), against the weight-read floor: the
+    target's weight bytes over this machine's memory bandwidth. Prints the table (before/after:
+    one block per mode); ``json_path`` also writes it."""
     try:
         if dtype not in ("float32", "bfloat16", "float16"):
             raise UserError(f"--dtype={dtype}: choose float32, bfloat16 or float16.")
         cfg = compose_checked([f"model.dtype={dtype}", *argv], "python -m specbench.bench")
         target = load_target(cfg.model, device="cpu" if not torch.cuda.is_available()
                              else "cuda")
+        if "graphs" in modes and target.device.type != "cuda":
+            raise UserError("--verify-mode=graphs captures CUDA graphs and needs a GPU; on a "
+                            "CPU use --verify-mode=dynamic,static,compiled.")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    model, device = target.model, target.device
-    bandwidth, wbytes = memory_bandwidth(), weight_bytes(model)
+    device = target.device
+    bandwidth, wbytes = memory_bandwidth(), weight_bytes(target.model)
     floor = wbytes / bandwidth
     g = torch.Generator().manual_seed(0)
-    prefix = torch.randint(0, target.config.vocab_size, (1, context), generator=g).to(device)
-    times: dict[int, list[float]] = {q: [] for q in VERIFY_SIZES}
-    for rep in range(reps + 1):
-        for q in VERIFY_SIZES:  # interleaved, so that drift hits every size alike
-            cache = DynamicCache()
-            _target_forward(model, prefix, cache, torch.arange(context, device=device)[None])
-            new = torch.randint(0, target.config.vocab_size, (1, q), generator=g).to(device)
-            pos = torch.arange(context, context + q, device=device)[None]
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            _target_forward(model, new, cache, pos)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if rep:  # the first round warms up
-                times[q].append(time.perf_counter() - t0)
-    base = statistics.median(times[1])
-    rows = [{"q": q, "time_ms": 1000 * statistics.median(times[q]),
-             "ratio_to_q1": statistics.median(times[q]) / base,
-             "floor_over_time": floor / statistics.median(times[q]), "dtype": dtype}
-            for q in VERIFY_SIZES]
+    timers = {m: _verify_timer(target, m, context, g) for m in modes}
+    times = {(m, q): [] for m in modes for q in VERIFY_SIZES}
+    for rep in range(reps + 2):  # the first two rounds warm up (and compile)
+        for q in VERIFY_SIZES:  # interleaved, so that drift hits every size and mode alike
+            for m in modes:
+                t = timers[m](q)
+                if rep >= 2:
+                    times[m, q].append(t)
+    rows = []
+    for m in modes:
+        base = statistics.median(times[m, 1])
+        rows += [{"mode": m, "q": q, "time_ms": 1000 * statistics.median(times[m, q]),
+                  "ratio_to_q1": statistics.median(times[m, q]) / base,
+                  "floor_over_time": floor / statistics.median(times[m, q]), "dtype": dtype}
+                 for q in VERIFY_SIZES]
     print(f"specbench bench --verify: {cfg.model.name} ({dtype}) on {device}, "
           f"{torch.get_num_threads()} threads, {context} cached tokens, median of {reps}")
     print(f"  memory bandwidth {bandwidth / 1e9:.1f} GB/s (copy), weights {wbytes / 1e6:.0f} MB:"
           f" weight-read floor {1000 * floor:.1f} ms per step")
-    print(f"  {'new tokens q':>14s}{'ms':>9s}{'t(q)/t(1)':>11s}{'floor/t':>9s}"
+    print(f"  {'verify':>9s}{'new tokens q':>14s}{'ms':>9s}{'t(q)/t(1)':>11s}{'floor/t':>9s}"
           f"{'max speedup / tau':>19s}")
     for r in rows:
-        print(f"  {r['q']:14d}{r['time_ms']:9.1f}{r['ratio_to_q1']:11.2f}"
+        print(f"  {r['mode']:>9s}{r['q']:14d}{r['time_ms']:9.1f}{r['ratio_to_q1']:11.2f}"
               f"{r['floor_over_time']:9.2f}{1 / r['ratio_to_q1']:19.2f}")
     if json_path:
         from specbench.io import write_json
@@ -126,7 +164,7 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5,
         write_json(Path(json_path), {
             "model": cfg.model.name, "dtype": dtype, "device": str(device),
             "threads": torch.get_num_threads(), "context": context, "reps": reps,
-            "bandwidth_bytes_per_s": bandwidth, "weight_bytes": wbytes,
+            "modes": list(modes), "bandwidth_bytes_per_s": bandwidth, "weight_bytes": wbytes,
             "floor_ms": 1000 * floor, "rows": rows})
         print(f"  written {json_path}")
     return 0
@@ -154,12 +192,12 @@ def _parse(argv: list[str]) -> tuple[str, list[str], dict]:
         return "help", [], {}
     argv = _join_json(argv)
     unknown = [a for a in argv if a.startswith("-") and a != "--verify"
-               and not a.startswith(("--dtype=", "--iters=", "--json="))]
+               and not a.startswith(("--dtype=", "--iters=", "--json=", "--verify-mode="))]
     if unknown:
         raise UserError(f"unknown option {unknown[0]}; bench takes --verify, --dtype=float32|"
-                        "bfloat16, --json PATH (with --verify), --iters=N and Hydra overrides "
-                        "(key=value). See --help.")
-    opts = {"dtype": "float32", "iters": 4, "json": None}
+                        "bfloat16, --json PATH and --verify-mode=M[,M...] (with --verify), "
+                        "--iters=N and Hydra overrides (key=value). See --help.")
+    opts = {"dtype": "float32", "iters": 4, "json": None, "modes": ("dynamic",)}
     overrides = []
     for a in argv:
         if a.startswith("--json="):
@@ -169,6 +207,12 @@ def _parse(argv: list[str]) -> tuple[str, list[str], dict]:
                                 "created if missing).")
         elif a.startswith("--dtype="):
             opts["dtype"] = a.split("=", 1)[1]
+        elif a.startswith("--verify-mode="):
+            opts["modes"] = tuple(a.split("=", 1)[1].split(","))
+            bad = [m for m in opts["modes"] if m not in VERIFY_MODES]
+            if bad:
+                raise UserError(f"{a}: {bad[0]!r} is not a verify mode; choose from "
+                                f"{', '.join(VERIFY_MODES)} (comma-separated).")
         elif a.startswith("--iters="):
             try:
                 opts["iters"] = int(a.split("=", 1)[1])
@@ -186,12 +230,14 @@ def main(argv=None) -> int:
         mode, overrides, opts = _parse(list(sys.argv[1:] if argv is None else argv))
         if mode == "help":
             print(__doc__.strip())
-            print("\nOptions: --verify, --dtype=float32|bfloat16 and --json PATH (with --verify), "
+            print("\nOptions: --verify, --dtype=float32|bfloat16, --json PATH and "
+                  "--verify-mode=dynamic,static,compiled,graphs (with --verify), "
                   "--iters=N "
                   "(timed batches, default 4); any other argument is a Hydra override.")
             return 0
         if mode == "verify":
-            return verify_cost(overrides, opts["dtype"], json_path=opts["json"])
+            return verify_cost(overrides, opts["dtype"], json_path=opts["json"],
+                               modes=opts["modes"])
         cfg = compose_checked(["trainer.max_length=256", *overrides], "python -m specbench.bench")
         accelerator = _make_accelerator(cfg.trainer)
         target = load_target(cfg.model, seed=cfg.trainer.seed, device=accelerator.device)

@@ -313,6 +313,13 @@ class PromptLookupMatch(str, Enum):
     latest = "latest"  # before issue 11
 
 
+class VerifyMode(str, Enum):
+    dynamic = "dynamic"  # a growing DynamicCache, every forward at its own length
+    static = "static"  # a static cache, the query padded to fixed sizes, eager (the CPU twin)
+    compiled = "compiled"  # static, through torch.compile (inductor): for CPUs
+    graphs = "graphs"  # static, each size captured as a CUDA graph: for GPUs
+
+
 @dataclass
 class LookaheadConfig:
     """Lookahead decoding, the training-free baseline (docs/lookahead.md)."""
@@ -347,6 +354,11 @@ class DecodeConfig:
         "used; earliest: the reference's and transformers' rule; latest: the most recent")
     lookahead: LookaheadConfig = setting(help="Lookahead decoding's N, W, G",
                                          factory=LookaheadConfig)
+    verify: VerifyMode = setting(VerifyMode.dynamic, "how the target's forwards run: dynamic "
+                                 "(a growing cache); static (a preallocated cache, fixed "
+                                 "shapes); compiled (static through torch.compile, CPU); "
+                                 "graphs (static as CUDA graphs, GPU). Timing only: every mode "
+                                 "is lossless")
 
     def __post_init__(self):
         if not self.enabled:
@@ -481,7 +493,7 @@ BOOKKEEPING_KEYS = {
                 "progress", "device", "distributed", "fsdp_draft"},
     "model": {"name"},
     "data": {"name"},
-    "decode": {"enabled"},
+    "decode": {"enabled", "verify"},  # verify: how fast, never what (every mode is lossless)
 }
 CONTROLLED_SECTIONS = ("model", "data", "trainer", "decode")
 

@@ -192,9 +192,9 @@ def _target_forward(model, input_ids, cache, position_ids, attention_mask=None):
                  **{_cache_keyword(model): cache})
 
 
-def tree_attention_mask(tree: Tree, n_cached: int, dtype) -> torch.Tensor:
-    """The 4D additive mask [1, 1, q, n_cached+q] over [root, nodes, side tokens]: every
-    cached position, plus ancestors (nodes) or the side branch's own visibility rows."""
+def tree_allowed(tree: Tree) -> torch.Tensor:
+    """[q, q] bool over [root, nodes, side tokens]: which new tokens each one sees (its
+    ancestors and itself, or the side branch's own visibility rows)."""
     n = len(tree.tokens) + 1
     s = len(tree.side.tokens) if tree.side else 0
     new = torch.zeros(n + s, n + s, dtype=torch.bool)
@@ -202,7 +202,14 @@ def tree_attention_mask(tree: Tree, n_cached: int, dtype) -> torch.Tensor:
     if s:
         new[n:, 0] = tree.side.visible[:, 0]
         new[n:, n:] = tree.side.visible[:, 1:]
-    allowed = torch.cat([torch.ones(n + s, n_cached, dtype=torch.bool), new], dim=1)
+    return new
+
+
+def tree_attention_mask(tree: Tree, n_cached: int, dtype) -> torch.Tensor:
+    """The 4D additive mask [1, 1, q, n_cached+q] over [root, nodes, side tokens]: every
+    cached position, plus what ``tree_allowed`` lets each new token see."""
+    new = tree_allowed(tree)
+    allowed = torch.cat([torch.ones(new.shape[0], n_cached, dtype=torch.bool), new], dim=1)
     mask = torch.zeros(allowed.shape, dtype=dtype)
     mask[~allowed] = torch.finfo(dtype).min
     return mask[None, None]
@@ -248,30 +255,73 @@ def _longest_path(tree: Tree, greedy: list[int]) -> tuple[list[int], bool]:
         cur = nxt
 
 
-def _verify(model, device, cache, ids: list[int], tree: Tree):
+VERIFY_MODES = ("dynamic", "static", "compiled", "graphs")
+
+
+class DynamicVerifier:
+    """The target's forwards over a growing ``DynamicCache``, each at its own length."""
+
+    def __init__(self, model, device):
+        from transformers import DynamicCache
+
+        self.model, self.device, self.cache = model, device, DynamicCache()
+
+    def prefill(self, prompt_ids: list[int]):
+        prompt = torch.tensor([prompt_ids], device=self.device)
+        return _target_forward(self.model, prompt, self.cache,
+                               torch.arange(len(prompt_ids), device=self.device)[None])
+
+    def verify(self, n_cached: int, tokens: list[int], positions: list[int], tree: Tree):
+        mask = None if tree.is_chain() and tree.side is None else tree_attention_mask(
+            tree, n_cached, self.model.dtype).to(self.device)
+        out = _target_forward(self.model, torch.tensor([tokens], device=self.device),
+                              self.cache, torch.tensor([positions], device=self.device), mask)
+        return out.logits[0], out.hidden_states
+
+    def keep(self, n_cached: int, keep: list[int]) -> None:
+        keep_cache_positions(self.cache, n_cached, keep)
+
+
+_STATIC: dict = {}  # (model id, mode) -> the StaticVerifier reused across prompts
+
+
+def make_verifier(model, device, mode: str, positions_needed: int):
+    """A verifier for one prompt: ``dynamic``, or a ``StaticVerifier`` (kept across prompts,
+    so a compiled or captured forward is built once) with room for ``positions_needed``."""
+    if mode == "dynamic":
+        return DynamicVerifier(model, device)
+    from specbench.static_verify import BUCKETS, StaticVerifier
+
+    need = positions_needed + 2 * BUCKETS[-1]
+    key = (id(model), mode)
+    sv = _STATIC.get(key)
+    if sv is None or sv.max_len < need or sv.model is not model:
+        sv = _STATIC[key] = StaticVerifier(model, device, -(-need // 512) * 512, mode)
+    return sv
+
+
+def _verify(verifier, ids: list[int], tree: Tree):
     """One target forward over [pending token, tree nodes, side tokens]."""
+    from specbench.static_verify import StaticVerifier
+
     n_cached = len(ids) - 1
     side = tree.side
-    inputs = torch.tensor([[ids[-1], *tree.tokens, *(side.tokens if side else [])]],
-                          device=device)
-    positions = n_cached + torch.tensor(
-        [[0, *tree.depths(), *(side.offsets if side else [])]], device=device)
-    mask = None if tree.is_chain() and side is None else tree_attention_mask(
-        tree, n_cached, model.dtype).to(device)
-    return _target_forward(model, inputs, cache, positions, mask)
+    tokens = [ids[-1], *tree.tokens, *(side.tokens if side else [])]
+    positions = [n_cached + d for d in [0, *tree.depths(), *(side.offsets if side else [])]]
+    if isinstance(verifier, StaticVerifier):
+        return verifier.verify(n_cached, tokens, positions, tree_allowed(tree))
+    return verifier.verify(n_cached, tokens, positions, tree)
 
 
 @torch.no_grad()
 def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens: int,
-                         eos_ids: set[int]) -> GenerationResult:
-    from transformers import DynamicCache
-
-    model = target.model
+                         eos_ids: set[int], verify: str = "dynamic") -> GenerationResult:
+    """Decode ``prompt_ids`` with ``proposer`` (``verify``: one of ``VERIFY_MODES``, how the
+    target's forwards run; every mode is lossless, the static ones with fixed shapes)."""
     device = target.device
     t0 = time.perf_counter()
-    cache = DynamicCache()
-    prompt = torch.tensor([prompt_ids], device=device)
-    out = _target_forward(model, prompt, cache, torch.arange(len(prompt_ids), device=device)[None])
+    verifier = make_verifier(target.model, device, verify, len(prompt_ids) + max_new_tokens)
+    out = verifier.prefill(prompt_ids)
     ids = list(prompt_ids) + [int(out.logits[0, -1].argmax())]
     proposer.start(ids, VerifyOutput(out.hidden_states))
     result = GenerationResult(tokens=[ids[-1]], target_forwards=1)  # the prefill counts
@@ -283,9 +333,9 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
         tree = _fit_budget(tree, max_new_tokens - len(result.tokens))
         draft_time += time.perf_counter() - t_draft
         n_cached = len(ids) - 1
-        out = _verify(model, device, cache, ids, tree)
+        logits, hidden = _verify(verifier, ids, tree)
         result.target_forwards += 1
-        greedy = out.logits[0].argmax(-1).tolist()
+        greedy = logits.argmax(-1).tolist()
         side_greedy = greedy[len(tree.tokens) + 1:] if tree.side else None
         path, at_leaf = _longest_path(tree, greedy)
         new = [tree.tokens[j - 1] for j in path]
@@ -294,7 +344,7 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
             keep = keep[:-1]  # the leaf becomes the pending token: its entry is recomputed
         else:
             new.append(greedy[path[-1] if path else 0])
-        keep_cache_positions(cache, n_cached, keep)
+        verifier.keep(n_cached, keep)
         result.accepted.append(len(path))
         result.step_tokens.append(len(new))
         result.draft_nodes.append(len(tree.tokens))
@@ -307,8 +357,7 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
         ids.extend(new)
         result.tokens.extend(new)
         index = torch.tensor(keep, device=device)
-        kept = VerifyOutput(tuple(h.index_select(1, index) for h in out.hidden_states),
-                            side_greedy)
+        kept = VerifyOutput(tuple(h.index_select(1, index) for h in hidden), side_greedy)
         t_draft = time.perf_counter()
         proposer.accept(ids, len(new), kept)
         draft_time += time.perf_counter() - t_draft

@@ -302,7 +302,8 @@ def _methods(e, alg: str, draft) -> dict:
     return methods
 
 
-def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: int) -> list:
+def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: int,
+                verify: str = "dynamic") -> list:
     """One record per turn: every method on that prompt (interleaved), checked against greedy
     token for token; a later turn follows the model's own greedy answer."""
     tok = target.tokenizer
@@ -327,7 +328,7 @@ def _decode_all(target, questions: list[dict], methods: dict, max_new_tokens: in
             for name, make in methods.items():  # interleaved: every method on this prompt
                 if bar is not None:
                     bar.set_description(f"evaluate {name}")
-                res = speculative_generate(target, make(), ids, max_new_tokens, eos)
+                res = speculative_generate(target, make(), ids, max_new_tokens, eos, verify)
                 if reference is None:
                     reference = res.tokens
                 record[name] = _record(res, reference)
@@ -554,7 +555,12 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     draft = load_draft(run_dir, cfg, target, heldout if isinstance(heldout, dict) else None)
     alg = cfg.algorithm.name
     methods = _methods(e, alg, draft)
-    per_prompt = _decode_all(target, questions, methods, e.max_new_tokens)
+    verify = enum_value(e.verify)
+    if verify == "graphs" and torch.device(target.device).type != "cuda":
+        raise UserError(f"decode.verify=graphs captures CUDA graphs, but decoding runs on "
+                        f"{target.device}. Use decode.verify=static or compiled on a CPU (or "
+                        "decode on a GPU).")
+    per_prompt = _decode_all(target, questions, methods, e.max_new_tokens, verify)
     result = {"run": run_dir.resolve().name, "algorithm": alg, "label": label,
               "file": out.name,
               "fingerprint": fingerprint,
@@ -582,7 +588,7 @@ def _settings(e, cfg, methods: dict, alg_over: dict, device, n_questions: int,
     la = e.lookahead
     settings = {"num_prompts": n_questions, "samples": n_samples,
                 "max_new_tokens": e.max_new_tokens, "dtype": str(cfg.model.dtype),
-                "device": str(device),
+                "device": str(device), "verify": enum_value(e.verify),
                 "decoding": "greedy (temperature 0), lossless verification",
                 "tau_definition": TAU_DEFINITION,
                 "prompts": e.prompts or EMBEDDED_PROMPTS,

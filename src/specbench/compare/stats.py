@@ -37,12 +37,12 @@ def mean_std(xs) -> tuple:
 
 
 def eval_settings(r: Run) -> dict:
-    """eval.json's settings that can change tau (not the free-text description, not the device,
-    not the per-method node budgets, which the tables show beside tau). ``tau_definition`` is
+    """eval.json's settings that can change tau (not the free-text description, not the device
+    or the verify mode (they change timings only), not the per-method node budgets, which the tables show beside tau). ``tau_definition`` is
     among them (absent from a file recorded before issue 11): runs whose tau means different
     things are never ranked against each other by it."""
     return {k: v for k, v in (dig(r.eval, "settings") or {}).items()
-            if k not in ("decoding", "device", "budget")}
+            if k not in ("decoding", "device", "verify", "budget")}
 
 
 def rank_metric(runs) -> str:

@@ -31,6 +31,7 @@ import torch
 
 from specbench.config import compose
 from specbench.data.conversations import embedded_path
+from specbench.decoding import _cache_keyword
 from specbench.errors import UserError
 from specbench.io import BadLine, atomic_open, file_sha256, iter_jsonl, read_json, write_json
 from specbench.log import get_logger
@@ -77,6 +78,31 @@ def plan_shards(rows: list[dict], shard_rows: int) -> list[list[int]]:
     return shards
 
 
+def append_cache():
+    """A transformers KV cache that writes each step's entries into a buffer (doubled when
+    full) instead of concatenating the whole cache every step, as ``DynamicCache`` does: at
+    batch 64 the copies took about 60% of a step. The answers are the same, token for token."""
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    class AppendLayer(DynamicLayer):
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+                self.used = 0
+                self.buf = [t.new_empty(*t.shape[:2], 1024, t.shape[3])
+                            for t in (key_states, value_states)]
+            n = key_states.shape[-2]
+            while self.used + n > self.buf[0].shape[2]:
+                self.buf = [torch.cat([b, torch.empty_like(b)], 2) for b in self.buf]
+            for b, t in zip(self.buf, (key_states, value_states)):
+                b[:, :, self.used: self.used + n] = t
+            self.used += n
+            self.keys, self.values = (b[:, :, : self.used] for b in self.buf)
+            return self.keys, self.values
+
+    return Cache(layer_class_to_replicate=AppendLayer)
+
+
 @torch.no_grad()
 def answer_batch(target, histories: list[list[dict]], max_new_tokens: int) -> tuple[list[str], int]:
     """Greedy answers to each history (messages ending in a user turn), batched with left
@@ -87,7 +113,8 @@ def answer_batch(target, histories: list[list[dict]], max_new_tokens: int) -> tu
              for h in histories]
     enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     out = target.model.generate(**enc.to(target.device), max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=tok.pad_token_id)
+                                do_sample=False, pad_token_id=tok.pad_token_id,
+                                **{_cache_keyword(target.model): append_cache()})
     answers, generated = [], 0
     eos = {tok.eos_token_id, tok.pad_token_id}
     for row in out[:, enc["input_ids"].shape[1]:].tolist():
