@@ -142,6 +142,9 @@ ROWS: list[Row] = [
     C("types", ["cache.enabled=perhaps"], "cache.enabled", "compose"),
     C("types", ["decode.dtype=int8"], "decode.dtype", "compose"),
     C("types", ["decode.num_prompts=four"], "decode.num_prompts", "compose"),
+    C("types", ["decode.verify=fast"], "decode.verify", "compose"),
+    C("decode", ["decode.verify=graphs"], "decode.verify=graphs", "preflight",
+      label="decode.verify=graphs (on a machine without CUDA)"),
     C("types", ["force=maybe"], "force", "compose"),
     C("types", ["export=vllm"], "export", "compose"),
     C("types", ["algorithm.num_heads=abc"], "algorithm.num_heads", "compose"),
@@ -447,6 +450,14 @@ ROWS: list[Row] = [
              "MASTER_PORT": "29533", "SPECBENCH_DIST_TIMEOUT_S": "3"},
         label="WORLD_SIZE=2 with one process started (the peer never arrives; "
               "SPECBENCH_DIST_TIMEOUT_S=3)"),
+    # ------------------------------------------------------------ CLI: data.regenerate
+    T("data.regenerate", ["--prompts", "{tmp}/p.jsonl", "--out", "{tmp}/c.jsonl",
+                          "--model", "tiny-llama", "--max-new-tokens", "2"],
+      "give a fresh --work-dir", files={"p.jsonl": '{"prompt": "hi"}\n', "c.jsonl.shards": None,
+                                        "c.jsonl.shards/settings.json": '{"max_new_tokens": 9}'},
+      label="python -m specbench.data.regenerate <over shards made with other settings>"),
+    T("data.regenerate", ["--prompts", "{tmp}/missing.jsonl"], "--prompts",
+      label="python -m specbench.data.regenerate --prompts <missing file>"),
     # ------------------------------------------------------------ CLI: evaluate
     T("evaluate", [], "run_dir"),
     T("evaluate", ["{tmp}/missing"], "missing", label="python -m specbench.evaluate <missing>"),
@@ -529,6 +540,7 @@ ROWS: list[Row] = [
     T("bench", ["--nope"], "--nope"),
     T("bench", ["--verify", "--dtype=float64"], "--dtype"),
     T("bench", ["--verify", "--json"], "--json"),
+    T("bench", ["--verify", "--verify-mode=static,fast"], "--verify-mode"),
     T("bench", ["--help"], "Benchmark", ok=True),
     # ------------------------------------------------------------ CLI: feature_cache
     T("feature_cache", ["model=nope"], "model"),

@@ -43,7 +43,7 @@ def test_static_path_is_exact_for_every_proposer(model):
     for trial in range(2):
         prompt = torch.randint(0, 256, (9 + trial,), generator=g).tolist()
         ref = greedy_reference(target, prompt, 40)
-        for make in (Autoregressive, PromptLookup, lambda: Oracle(ref, len(prompt), k=7),
+        for make in (Autoregressive, PromptLookup, lambda r=ref, p=prompt: Oracle(r, len(p), k=7),
                      lambda: medusa.make_proposer("tree"), lambda: medusa.make_proposer("chain"),
                      lambda: eagle.make_proposer("tree"), lambda: Lookahead(4, 5, 5)):
             dyn = speculative_generate(target, make(), prompt, 40, set())

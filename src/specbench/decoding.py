@@ -282,7 +282,7 @@ class DynamicVerifier:
         keep_cache_positions(self.cache, n_cached, keep)
 
 
-_STATIC: dict = {}  # (model id, mode) -> the StaticVerifier reused across prompts
+_STATIC: dict = {}  # mode -> the StaticVerifier reused across prompts (of one model at a time)
 
 
 def make_verifier(model, device, mode: str, positions_needed: int):
@@ -293,10 +293,9 @@ def make_verifier(model, device, mode: str, positions_needed: int):
     from specbench.static_verify import BUCKETS, StaticVerifier
 
     need = positions_needed + 2 * BUCKETS[-1]
-    key = (id(model), mode)
-    sv = _STATIC.get(key)
+    sv = _STATIC.get(mode)
     if sv is None or sv.max_len < need or sv.model is not model:
-        sv = _STATIC[key] = StaticVerifier(model, device, -(-need // 512) * 512, mode)
+        sv = _STATIC[mode] = StaticVerifier(model, device, -(-need // 512) * 512, mode)
     return sv
 
 

@@ -165,6 +165,11 @@ def _hub_rows(spec: str) -> list[dict]:
     return [dict(r) for r in ds]
 
 
+GRAPHS_NEED_CUDA = ("decode.verify=graphs captures CUDA graphs, but decoding runs on {device}. "
+                    "Use decode.verify=static or decode.verify=compiled on a CPU (or decode "
+                    "on a GPU).")
+
+
 def check_eval_settings(e, prompts: bool = True) -> None:
     """Fail before training, not after it, on evaluation settings that cannot work
     (``prompts``: also read the start of the prompts file)."""
@@ -173,6 +178,8 @@ def check_eval_settings(e, prompts: bool = True) -> None:
             raise UserError(f"decode.{key}={e[key]} must be at least 1 (or set "
                             "decode.enabled=false to skip the evaluation).")
     Lookahead(e.lookahead.level, e.lookahead.window, e.lookahead.guess)
+    if enum_value(e.get("verify", "dynamic")) == "graphs" and not torch.cuda.is_available():
+        raise UserError(GRAPHS_NEED_CUDA.format(device="a machine without CUDA"))
     if prompts:
         # the file exists, is not empty and parses; a hub: set is reachable and loads
         note = too_few_prompts(e.prompts, int(e.num_prompts), len(read_questions(e.prompts)))
@@ -557,9 +564,7 @@ def evaluate(run_dir: Path, eval_overrides: dict | None = None, device: str = "a
     methods = _methods(e, alg, draft)
     verify = enum_value(e.verify)
     if verify == "graphs" and torch.device(target.device).type != "cuda":
-        raise UserError(f"decode.verify=graphs captures CUDA graphs, but decoding runs on "
-                        f"{target.device}. Use decode.verify=static or compiled on a CPU (or "
-                        "decode on a GPU).")
+        raise UserError(GRAPHS_NEED_CUDA.format(device=target.device))
     per_prompt = _decode_all(target, questions, methods, e.max_new_tokens, verify)
     result = {"run": run_dir.resolve().name, "algorithm": alg, "label": label,
               "file": out.name,

@@ -199,10 +199,15 @@ def generate(target, rows: list[dict], settings: dict, work: Path) -> dict:
 
 
 def merged(rows: list[dict], work: Path, shard_count: int) -> list[dict]:
-    """The shards' conversations back in the prompts' order."""
+    """The shards' conversations back in the prompts' order. An answer cut by the token
+    budget inside a multi-byte character (an emoji) ends in U+FFFD, which the data loader
+    refuses as undecodable: that partial character is dropped."""
     by_id = {}
     for s in range(shard_count):
         for _, conv in iter_jsonl(work / f"shard-{s:05d}.jsonl"):
+            for m in conv["messages"]:
+                if m["role"] == "assistant":
+                    m["content"] = m["content"].rstrip("\ufffd")
             by_id[conv["id"]] = conv
     return [by_id[r["id"]] for r in rows]
 
@@ -219,7 +224,7 @@ def parse_args(argv):
     p.add_argument("--work-dir", type=Path, default=None,
                    help="where finished shards are kept (default: <out>.shards)")
     p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--long-max-new-tokens", type=int, default=512,
+    p.add_argument("--long-max-new-tokens", type=int, default=384,
                    help="the budget of prompts marked long")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--shard-rows", type=int, default=64)
