@@ -132,7 +132,7 @@ def test_standalone_evaluation_logs_a_wandb_eval_run(tiny_run, capsys):
     records = list(_wandb_records(next(next(iter(new)).glob("*.wandb"))))
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     fingerprint = json.loads((tiny_run / "summary.json").read_text())["fingerprint"]
-    assert run.job_type == "medusa-eval" and run.run_group == fingerprint
+    assert run.job_type == "medusa-eval" and run.run_group.endswith("." + fingerprint)
     keys = {u.key for r in records if r.WhichOneof("record_type") == "summary"
             for u in r.summary.update}
     assert "decode/medusa_tree/tau" in keys
