@@ -15,7 +15,6 @@ from specbench.decoding import (
     PromptLookup,
     Tree,
     speculative_generate,
-    tree_allowed,
 )
 from specbench.lookahead import Lookahead
 from specbench.static_verify import BUCKETS, StaticVerifier, bucket, padded_mask
@@ -64,7 +63,7 @@ def test_static_verify_logits_match_the_dynamic_forward():
     logits_d, hidden_d = dyn.verify(n, tokens, positions, tree)
     sv = StaticVerifier(target.model, target.device, 256)
     sv.prefill(prompt[:-1])
-    logits_s, hidden_s = sv.verify(n, tokens, positions, tree_allowed(tree))
+    logits_s, hidden_s = sv.verify(n, tokens, positions, tree)
     assert bucket(len(tokens)) == 8 and logits_s.shape == logits_d.shape == (6, 320)
     torch.testing.assert_close(logits_s, logits_d, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(hidden_s[-1], hidden_d[-1], atol=1e-5, rtol=1e-5)
@@ -72,8 +71,8 @@ def test_static_verify_logits_match_the_dynamic_forward():
     # place and get what a fresh cache gives
     short = StaticVerifier(target.model, target.device, 256)
     short.prefill(prompt[:-1])
-    a, _ = short.verify(n, tokens[:2], positions[:2], tree_allowed(Tree([5], [-1])))
-    b, _ = sv.verify(n, tokens[:2], positions[:2], tree_allowed(Tree([5], [-1])))
+    a, _ = short.verify(n, tokens[:2], positions[:2], Tree([5], [-1]))
+    b, _ = sv.verify(n, tokens[:2], positions[:2], Tree([5], [-1]))
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 

@@ -29,7 +29,7 @@ import torch
 from specbench.algorithms import get_algorithm
 from specbench.config import compose_checked
 from specbench.data import build_dataset, collate
-from specbench.decoding import VERIFY_MODES
+from specbench.decoding import VERIFY_MODES, Tree
 from specbench.errors import UserError
 from specbench.target import forward_flops_per_token, load_target
 from specbench.trainer import _make_accelerator, make_optimizer, to_fp32_params
@@ -102,8 +102,7 @@ def _verify_timer(target, mode: str, context: int, g: torch.Generator):
             _target_forward(model, torch.tensor([new], device=device), cache,
                             torch.arange(context, context + q, device=device)[None])
         else:
-            sv.verify(context, new, list(range(context, context + q)),
-                      torch.ones(q, q, dtype=torch.bool).tril())
+            sv.verify(context, new, list(range(context, context + q)), Tree.chain(new[1:]))
         sync()
         return time.perf_counter() - t0
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from specbench.config import VerifyMode
+
 
 @dataclass
 class VerifyOutput:
@@ -255,7 +257,7 @@ def _longest_path(tree: Tree, greedy: list[int]) -> tuple[list[int], bool]:
         cur = nxt
 
 
-VERIFY_MODES = ("dynamic", "static", "compiled", "graphs")
+VERIFY_MODES = tuple(m.value for m in VerifyMode)
 
 
 class DynamicVerifier:
@@ -301,14 +303,10 @@ def make_verifier(model, device, mode: str, positions_needed: int):
 
 def _verify(verifier, ids: list[int], tree: Tree):
     """One target forward over [pending token, tree nodes, side tokens]."""
-    from specbench.static_verify import StaticVerifier
-
     n_cached = len(ids) - 1
     side = tree.side
     tokens = [ids[-1], *tree.tokens, *(side.tokens if side else [])]
     positions = [n_cached + d for d in [0, *tree.depths(), *(side.offsets if side else [])]]
-    if isinstance(verifier, StaticVerifier):
-        return verifier.verify(n_cached, tokens, positions, tree_allowed(tree))
     return verifier.verify(n_cached, tokens, positions, tree)
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from specbench.decoding import Tree, _cache_keyword, tree_allowed
+
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -57,8 +59,6 @@ class StaticVerifier:
     def __init__(self, model, device, max_len: int, mode: str = "static"):
         from transformers import StaticCache
 
-        from specbench.decoding import _cache_keyword
-
         self.model, self.device, self.max_len = model, device, max_len
         self.cache = StaticCache(config=model.config, max_cache_len=max_len)
         self.cache_kw = _cache_keyword(model)
@@ -91,10 +91,11 @@ class StaticVerifier:
         mask = padded_mask(allowed, 0, n, self.max_len, self.model.dtype).to(self.device)
         return self._forward(ids, torch.arange(n, device=self.device)[None], mask)
 
-    def verify(self, n_cached: int, tokens: list[int], positions: list[int],
-               allowed: torch.Tensor):
-        """One verify forward of ``tokens`` at ``positions`` (``allowed``: which new tokens each
-        sees), padded to its bucket; returns (logits [q, V], hidden states [1, q, H] each)."""
+    def verify(self, n_cached: int, tokens: list[int], positions: list[int], tree: Tree):
+        """One verify forward of ``tokens`` at ``positions`` (the pending token, then ``tree``'s
+        nodes and side tokens), padded to its bucket; returns (logits [q, V], hidden states
+        [1, q, H] each), as ``DynamicVerifier.verify`` does."""
+        allowed = tree_allowed(tree)
         q = len(tokens)
         size = bucket(q)
         if n_cached + size > self.max_len:
