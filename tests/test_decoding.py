@@ -138,7 +138,7 @@ def test_eagle3_inference_matches_training_time_test(model):
         train_steps = eagle.ttt_forward(aux, ids)
         hidden0 = eagle.fc(torch.cat(aux, -1))
         for t in (3, 6):
-            cache = {}
+            cache = eagle.new_cache()
             h = eagle.extend(hidden0[:, : t + 1], ids[:, 1: t + 2], 0, cache)[:, -1:]
             torch.testing.assert_close(h[0, 0], train_steps[0][0, t], rtol=1e-5, atol=1e-5)
             for k in range(1, eagle.ttt_length):

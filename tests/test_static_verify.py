@@ -44,7 +44,8 @@ def test_static_path_is_exact_for_every_proposer(model):
         ref = greedy_reference(target, prompt, 40)
         for make in (Autoregressive, PromptLookup, lambda r=ref, p=prompt: Oracle(r, len(p), k=7),
                      lambda: medusa.make_proposer("tree"), lambda: medusa.make_proposer("chain"),
-                     lambda: eagle.make_proposer("tree"), lambda: Lookahead(4, 5, 5)):
+                     lambda: eagle.make_proposer("tree"), lambda: eagle.make_proposer("chain"),
+                     lambda: Lookahead(4, 5, 5)):
             dyn = speculative_generate(target, make(), prompt, 40, set())
             sta = speculative_generate(target, make(), prompt, 40, set(), verify="static")
             assert sta.tokens == ref == dyn.tokens, (model, make().name, trial)
@@ -81,3 +82,60 @@ def test_a_full_static_cache_is_refused():
     sv = StaticVerifier(target.model, target.device, BUCKETS[-1] + 8)
     with pytest.raises(ValueError, match="leaves no room"):
         sv.prefill(list(range(10)))
+
+
+class Recorder:
+    """Wraps a proposer and records every proposal."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.proposals = inner, inner.name, []
+
+    def __getattr__(self, key):
+        return getattr(self.inner, key)
+
+    def propose(self, ids):
+        p = self.inner.propose(ids)
+        self.proposals.append((list(p.tokens), list(p.parents)) if isinstance(p, Tree) else p)
+        return p
+
+
+@pytest.mark.parametrize("kind", ["chain", "tree"])
+def test_the_eagle3_draft_over_a_static_cache_proposes_what_the_dynamic_one_does(kind):
+    """The draft's own forwards with fixed shapes (decode.verify=static|compiled|graphs): the
+    same proposals at every step as over the growing cache, so the same accepted lengths."""
+    target = load_target(compose(["model=tiny-llama"]).model)
+    _, eagle = drafts(target)
+    prompt = list(range(30, 41))
+    runs = {}
+    for mode in ("dynamic", "static"):
+        rec = Recorder(eagle.make_proposer(kind))
+        res = speculative_generate(target, rec, prompt, 48, set(), verify=mode)
+        runs[mode] = (res.tokens, res.accepted, rec.proposals, rec.inner.cache)
+    assert runs["static"][:3] == runs["dynamic"][:3]
+    assert type(runs["static"][3]).__name__ == "StaticDraftCache"
+    assert type(runs["dynamic"][3]).__name__ == "DraftCache"
+    assert len(runs["static"][2]) >= 10  # enough steps to reuse (and crop) the buffer
+
+
+def test_static_draft_forwards_match_the_dynamic_ones_and_hide_stale_slots():
+    target = load_target(compose(["model=tiny-llama"]).model)
+    _, eagle = drafts(target)
+    h = eagle.fc.weight.shape[0]
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(1, 12, h, generator=g)
+    ids = torch.randint(0, 256, (1, 12), generator=g)
+    dyn, sta = eagle.new_cache(), eagle.new_cache("static", 64)
+    with torch.no_grad():
+        a = eagle.extend(hidden[:, :8], ids[:, :8], 0, dyn)
+        b = eagle.extend(hidden[:, :8], ids[:, :8], 0, sta, eager=True)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        # a 4-token speculative block, cropped away, then 2 real tokens in its slots
+        eagle.extend(hidden[:, 8:12], ids[:, 8:12], 8, sta)
+        sta.crop(8)
+        assert len(sta) == 8
+        a = eagle.extend(hidden[:, 8:10], ids[:, 8:10], 8, dyn)
+        b = eagle.extend(hidden[:, 8:10], ids[:, 8:10], 8, sta)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert len(sta) == len(dyn) == 10
+        with pytest.raises(ValueError, match="static draft cache .* is full"):
+            sta.prepare(sta.max_len - 9, None, "cpu")

@@ -16,7 +16,9 @@ target forwards with the prefill counted, stays as ``tokens_per_forward``.
 
 Proposers implement ``start(ids, out)``, ``propose(ids) -> list[int] | Tree`` and
 ``accept(ids, n_new, out)``, where ``out`` is the verify forward's ``VerifyOutput`` restricted to
-the newly accepted positions.
+the newly accepted positions. A proposer with a draft KV cache may also implement
+``use_verify_mode(mode, positions)``: with ``decode.verify`` static, compiled or graphs, it is
+told so before ``start``, to run its own forwards with fixed shapes too (EAGLE-3 does).
 """
 
 from __future__ import annotations
@@ -319,6 +321,8 @@ def speculative_generate(target, proposer, prompt_ids: list[int], max_new_tokens
     t0 = time.perf_counter()
     verifier = make_verifier(target.model, device, verify, len(prompt_ids) + max_new_tokens)
     out = verifier.prefill(prompt_ids)
+    if verify != "dynamic" and hasattr(proposer, "use_verify_mode"):
+        proposer.use_verify_mode(verify, len(prompt_ids) + max_new_tokens)
     ids = list(prompt_ids) + [int(out.logits[0, -1].argmax())]
     proposer.start(ids, VerifyOutput(out.hidden_states))
     result = GenerationResult(tokens=[ids[-1]], target_forwards=1)  # the prefill counts

@@ -62,7 +62,7 @@ class StaticVerifier:
         self.model, self.device, self.max_len = model, device, max_len
         self.cache = StaticCache(config=model.config, max_cache_len=max_len)
         self.cache_kw = _cache_keyword(model)
-        self.forward = self._forward
+        self.forward, self.mode = self._forward, mode
         if mode == "graphs":
             self.forward = torch.compile(self._forward, mode="reduce-overhead", dynamic=False)
         elif mode == "compiled":
@@ -108,6 +108,8 @@ class StaticVerifier:
                            device=self.device)
         mask = padded_mask(allowed, n_cached, size, self.max_len, self.model.dtype)
         self._set_length(n_cached)
+        if self.forward is not self._forward and self.mode == "graphs":
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs are used up
         out = self.forward(ids, pos, mask.to(self.device))
         return out.logits[0, :q], tuple(h[:, :q] for h in out.hidden_states)
 

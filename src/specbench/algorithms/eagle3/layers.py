@@ -1,7 +1,7 @@
 """The EAGLE-3 draft decoder layer. One attention module serves both paths: training-time test
 (``forward``: a query at step k sees the step-0 keys causally and the later steps' keys at its
-own position) and inference (``extend``: new positions over a growing KV cache, with a causal or
-a given boolean mask); both share ``DraftAttention.project`` (q/k/v projections and RoPE) and
+own position) and inference (``extend``: new positions over a KV cache, ``draft_cache.py``, under
+a causal or a given boolean mask); both share ``DraftAttention.project`` (q/k/v projections and RoPE) and
 ``DraftLayer._block`` (norms, residuals and MLP)."""
 
 from __future__ import annotations
@@ -74,18 +74,14 @@ class DraftAttention(nn.Module):
             out = _diagonal_ttt_attention(q, keys, values)
         return self.output(out)
 
-    def extend(self, x, cos, sin, cache: dict, allowed: torch.Tensor | None = None):
-        """Inference: n new positions whose queries see every key in ``cache`` (``k``, ``v``
-        [B, kv_heads, cached, d]) plus the new ones causally, or what the bool mask ``allowed``
-        [n, cached + n] permits; their keys/values are appended to ``cache``."""
+    def extend(self, x, cos, sin, cache, mask: torch.Tensor):
+        """Inference: n new positions whose keys/values ``cache`` stores (a ``DraftCache`` or
+        ``StaticDraftCache``); their queries see the keys the bool ``mask`` [n, keys] permits
+        (built by ``cache.prepare``)."""
         q, k, v = self.project(x, cos, sin)
-        cache["k"] = k if cache.get("k") is None else torch.cat([cache["k"], k], dim=2)
-        cache["v"] = v if cache.get("v") is None else torch.cat([cache["v"], v], dim=2)
-        keys, values = self.repeat_kv(cache["k"]), self.repeat_kv(cache["v"])
-        n, total = q.shape[2], keys.shape[2]
-        if allowed is None:
-            allowed = torch.ones(n, total, dtype=torch.bool, device=x.device).tril(total - n)
-        return self.output(F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed))
+        keys, values = cache.write(k, v)
+        keys, values = self.repeat_kv(keys), self.repeat_kv(values)
+        return self.output(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask))
 
 
 def _diagonal_ttt_attention(q, keys, values):
@@ -159,7 +155,7 @@ class DraftLayer(nn.Module):
         return self._block(embeds, hidden,
                            lambda x: self.self_attn(x, cos, sin, cache, backend))
 
-    def extend(self, embeds, hidden, cos, sin, cache: dict, allowed=None):
+    def extend(self, embeds, hidden, cos, sin, cache, mask):
         """New positions at inference (see ``DraftAttention.extend``)."""
         return self._block(embeds, hidden,
-                           lambda x: self.self_attn.extend(x, cos, sin, cache, allowed))
+                           lambda x: self.self_attn.extend(x, cos, sin, cache, mask))

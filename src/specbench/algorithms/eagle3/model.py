@@ -20,6 +20,7 @@ from specbench.algorithms.eagle3.config import (
     draft_config,
     tree_settings,
 )
+from specbench.algorithms.eagle3.draft_cache import DraftCache, StaticDraftCache
 from specbench.algorithms.eagle3.layers import DraftLayer, RMSNorm
 from specbench.algorithms.eagle3.proposers import Eagle3Chain, Eagle3Tree
 from specbench.config import enum_value
@@ -178,17 +179,53 @@ class Eagle3(DraftAlgorithm):
         return outs
 
     def extend(self, hidden: torch.Tensor, token_ids: torch.Tensor, start: int,
-               cache: dict, positions: list[int] | None = None,
-               allowed: torch.Tensor | None = None) -> torch.Tensor:
+               cache: DraftCache | StaticDraftCache, positions: list[int] | None = None,
+               allowed: torch.Tensor | None = None, eager: bool = False) -> torch.Tensor:
         """Inference: run the draft layer on n new positions (RoPE ``start``.., or
         ``positions``) whose queries see every cached key plus the new ones causally (or what
-        the bool mask ``allowed`` [n, cached + n] permits); appends their keys/values."""
-        embeds = F.embedding(token_ids, self.embed_weight).to(hidden.dtype)
+        the bool mask ``allowed`` [n, cached + n] permits); ``cache`` keeps their keys/values.
+        Over a static cache in ``compiled`` or ``graphs`` mode the forward is the compiled one
+        (one per n), unless ``eager`` (a prompt's prefill, whose n varies)."""
         n = token_ids.shape[1]
         pos = (torch.tensor(positions, device=hidden.device) if positions is not None
                else torch.arange(start, start + n, device=hidden.device))[None]
+        mask = cache.prepare(n, allowed, hidden.device)
+        step = self._extend_step
+        if not eager and cache.mode in ("compiled", "graphs"):
+            step = self._compiled_step(cache.mode)
+            if cache.mode == "graphs":
+                torch.compiler.cudagraph_mark_step_begin()
+        out = step(hidden, token_ids, pos, mask, cache)
+        cache.advance(n)
+        return out.clone() if step is not self._extend_step else out  # graphs reuse outputs
+
+    def _extend_step(self, hidden, token_ids, pos, mask, cache):
+        embeds = F.embedding(token_ids, self.embed_weight).to(hidden.dtype)
         cos, sin = self.rotary(hidden, pos)
-        return self.midlayer.extend(embeds, hidden, cos[:, None], sin[:, None], cache, allowed)
+        return self.midlayer.extend(embeds, hidden, cos[:, None], sin[:, None], cache, mask)
+
+    def _compiled_step(self, mode: str):
+        compiled = self.__dict__.setdefault("_compiled", {})
+        if mode not in compiled:
+            kw = {"mode": "reduce-overhead"} if mode == "graphs" else {}
+            compiled[mode] = torch.compile(self._extend_step, dynamic=False, **kw)
+        return compiled[mode]
+
+    def new_cache(self, mode: str = "dynamic", positions: int = 0):
+        """A draft KV cache for one decode: growing (``dynamic``), or for ``static``,
+        ``compiled`` and ``graphs`` one preallocated ``StaticDraftCache`` with room for
+        ``positions``, kept across prompts (so compiled forwards and graphs are reused)."""
+        if mode == "dynamic":
+            return DraftCache()
+        c = self.__dict__.get("_static_cache")
+        w = self.fc.weight
+        if c is None or c.mode != mode or c.max_len < positions or c.k.device != w.device:
+            a = self.midlayer.self_attn
+            c = StaticDraftCache(a.kv_heads, a.head_dim, -(-positions // 512) * 512, w.dtype,
+                                 w.device, mode)
+            self.__dict__["_static_cache"] = c
+        c.n = 0
+        return c
 
     def make_proposer(self, kind: str = "chain", num_draft: int | None = None,
                       top_k: int | None = None, depth: int | None = None,

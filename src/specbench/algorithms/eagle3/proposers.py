@@ -21,6 +21,14 @@ class Eagle3Chain:
 
     def __init__(self, model: Eagle3, num_draft: int):
         self.m, self.k = model, num_draft
+        self.cache_mode, self.positions = "dynamic", 0
+
+    def use_verify_mode(self, mode: str, positions: int) -> None:
+        """Draft forwards the way ``decode.verify=mode`` runs the target's: ``dynamic`` over a
+        growing cache, the static modes with fixed shapes over a preallocated one
+        (``draft_cache.py``) with room for ``positions`` real ones plus the speculative ones."""
+        self.cache_mode = mode
+        self.positions = positions + self.k * getattr(self, "top_k", 1) + 64
 
     def _features(self, out) -> torch.Tensor:
         aux = [out.layer_output(i) for i in self.m.aux_layers]
@@ -28,9 +36,7 @@ class Eagle3Chain:
         return self.m.fc(torch.cat(aux, dim=-1).to(w.dtype))
 
     def _crop(self, n: int) -> None:
-        for key in ("k", "v"):
-            if self.cache.get(key) is not None:
-                self.cache[key] = self.cache[key][:, :, :n]
+        self.cache.crop(n)
 
     def _to_target(self, hidden) -> int:
         i = int(self.m.draft_logits(hidden[0, -1]).argmax())
@@ -38,10 +44,11 @@ class Eagle3Chain:
 
     @torch.no_grad()
     def start(self, ids, out):
-        self.cache = {}
+        self.cache = self.m.new_cache(self.cache_mode, self.positions)
         n = out.final_hidden.shape[1]
         tokens = torch.tensor([ids[1: n + 1]], device=self.m.fc.weight.device)
-        self.last = self.m.extend(self._features(out), tokens, 0, self.cache)[:, -1:]
+        self.last = self.m.extend(self._features(out), tokens, 0, self.cache,
+                                  eager=True)[:, -1:]
         self.n_real = n
 
     @torch.no_grad()
@@ -118,7 +125,7 @@ class Eagle3Tree(Eagle3Chain):
             frontier = sorted(frontier, key=lambda i: -scores[i])[: self.top_k]
             hid = torch.stack([hidden_of.get(parents[i], self.last[0, 0]) for i in frontier])
             toks = torch.tensor([[tokens[i] for i in frontier]])  # target ids, as embedded
-            cached = self.cache["k"].shape[2]
+            cached = len(self.cache)
             allowed = torch.zeros(len(frontier), cached + len(frontier), dtype=torch.bool)
             allowed[:, :real] = True
             for row, node in enumerate(frontier):
