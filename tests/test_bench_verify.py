@@ -49,6 +49,14 @@ def test_verify_modes_side_by_side(tmp_path, capsys):
     assert [(r["mode"], r["q"]) for r in table["rows"]] == \
         [(m, q) for m in ("dynamic", "static") for q in VERIFY_SIZES]
     assert all(r["ratio_to_q1"] == 1.0 for r in table["rows"] if r["q"] == 1)
+    assert table["draft_step_ms"] == {"algorithm": "medusa"}  # no draft KV cache to time
+    assert "algorithm=eagle3 also times" in capsys.readouterr().out
+    assert main(["--verify", "--verify-mode=dynamic,static", "--json", str(out),
+                 "model=tiny-llama", "algorithm=eagle3", "algorithm.draft_vocab_size=64"]) == 0
+    draft = json.loads(out.read_text())["draft_step_ms"]
+    assert draft["algorithm"] == "eagle3" and set(draft) == {"algorithm", "dynamic", "static"}
+    assert all(0 < draft[m] < 1000 for m in ("dynamic", "static"))
+    assert "static eagle3 draft step (one chain token, 256 cached)" in capsys.readouterr().out
     assert main(["--verify", "--verify-mode=static,fast"]) == 2
     assert "'fast' is not a verify mode" in capsys.readouterr().err
     if not torch.cuda.is_available():

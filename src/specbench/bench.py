@@ -110,6 +110,36 @@ def _verify_timer(target, mode: str, context: int, g: torch.Generator):
 
 
 @torch.no_grad()
+@torch.no_grad()
+def _draft_timer(target, cfg, mode: str, context: int):
+    """A function () -> seconds of one chain draft step (one new position through the draft
+    layer, then its next-token argmax) of the configured algorithm, randomly initialised, over
+    ``context`` cached positions, run the way ``decode.verify=mode`` runs it; None for an
+    algorithm whose draft has no KV cache of its own (only EAGLE-3's has one)."""
+    algorithm = get_algorithm(cfg.algorithm.name)
+    if not hasattr(algorithm, "new_cache"):
+        return None
+    draft = algorithm.build(cfg.algorithm, target).to(device=target.device, dtype=target.model.dtype).eval()
+    g = torch.Generator().manual_seed(1)
+    width = draft.fc.weight.shape[0]
+    hidden = torch.randn(1, context, width, generator=g).to(target.device, draft.fc.weight.dtype)
+    ids = torch.randint(0, target.config.vocab_size, (1, context + 1), generator=g)
+    ids = ids.to(target.device)
+    cache = draft.new_cache(mode, context + 64)
+    draft.extend(hidden, ids[:, :context], 0, cache, eager=True)
+
+    def timed() -> float:
+        cache.crop(context)
+        if target.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        h = draft.extend(hidden[:, -1:], ids[:, context:], context, cache)
+        int(draft.draft_logits(h[0, -1]).argmax())  # the token, as a proposer reads it
+        return time.perf_counter() - t0
+
+    return timed
+
+
 def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5,
                 json_path: str | None = None, modes: tuple[str, ...] = ("dynamic",)) -> int:
     """Time one verify forward of q new tokens over a ``context``-token KV cache for each q in
@@ -133,13 +163,21 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5,
     floor = wbytes / bandwidth
     g = torch.Generator().manual_seed(0)
     timers = {m: _verify_timer(target, m, context, g) for m in modes}
+    drafts = {m: _draft_timer(target, cfg, m, context) for m in modes}
     times = {(m, q): [] for m in modes for q in VERIFY_SIZES}
+    draft_times = {m: [] for m in modes}
     for rep in range(reps + 2):  # the first two rounds warm up (and compile)
         for q in VERIFY_SIZES:  # interleaved, so that drift hits every size and mode alike
             for m in modes:
                 t = timers[m](q)
                 if rep >= 2:
                     times[m, q].append(t)
+        for m in modes:
+            if drafts[m] is not None:
+                t = drafts[m]()
+                if rep >= 2:
+                    draft_times[m].append(t)
+    draft_ms = {m: 1000 * statistics.median(v) for m, v in draft_times.items() if v}
     rows = []
     for m in modes:
         base = statistics.median(times[m, 1])
@@ -156,6 +194,12 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5,
     for r in rows:
         print(f"  {r['mode']:>9s}{r['q']:14d}{r['time_ms']:9.1f}{r['ratio_to_q1']:11.2f}"
               f"{r['floor_over_time']:9.2f}{1 / r['ratio_to_q1']:19.2f}")
+    for m, ms in draft_ms.items():
+        print(f"  {m:>9s} {cfg.algorithm.name} draft step (one chain token, {context} cached): "
+              f"{ms:.2f} ms")
+    if not draft_ms:
+        print(f"  ({cfg.algorithm.name}'s draft keeps no KV cache: algorithm=eagle3 also times "
+              "an EAGLE-3 draft step)")
     if json_path:
         from specbench.io import write_json
 
@@ -164,7 +208,8 @@ def verify_cost(argv: list[str], dtype: str, context: int = 256, reps: int = 5,
             "model": cfg.model.name, "dtype": dtype, "device": str(device),
             "threads": torch.get_num_threads(), "context": context, "reps": reps,
             "modes": list(modes), "bandwidth_bytes_per_s": bandwidth, "weight_bytes": wbytes,
-            "floor_ms": 1000 * floor, "rows": rows})
+            "floor_ms": 1000 * floor, "rows": rows,
+            "draft_step_ms": {"algorithm": cfg.algorithm.name, **draft_ms}})
         print(f"  written {json_path}")
     return 0
 
