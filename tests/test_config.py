@@ -143,7 +143,9 @@ def test_multirun_gives_each_job_its_own_run_and_one_fingerprint(tmp_path):
 
 @pytest.mark.parametrize("name", ["all_algorithms", "medusa_vs_eagle3", "num_heads_sweep", "lr_matched",
                                   "seed_repeat", "llama3_8b_seed_baseline",
-                                  "qwen25_7b_seed_baseline", "horizon_dflash", "horizon_eagle3"])
+                                  "qwen25_7b_seed_baseline", "horizon_dflash", "horizon_eagle3",
+                                  "embedded_quality", "embedded_scaling",
+                                  "embedded_quality_lr"])
 def test_experiment_presets_compose_as_sweeps(name):
     """Every preset composes with the real configs, is a multirun into a fixed directory (so a
     re-run skips finished jobs), and sweeps only algorithm settings or the declared grid."""
@@ -164,8 +166,17 @@ def test_experiment_presets_compose_as_sweeps(name):
                                    else f"multirun/{name}")
     params = dict(cfg.hydra.sweeper.params)
     allowed = {"algorithm", "algorithm.num_heads", "trainer.lr", "trainer.seed",
-               "algorithm.block_size", "algorithm.ttt_length"}
+               "algorithm.block_size", "algorithm.ttt_length", "trainer.max_steps"}
     assert params and set(params) <= allowed, params
+    if name.startswith("embedded_"):  # the large corpus from the feature cache, one epoch
+        assert cfg.data.name == "embedded-large" and cfg.cache.enabled
+        assert cfg.trainer.epochs == 1 and cfg.trainer.max_length == 1024
+        assert cfg.decode.enabled == (name == "embedded_quality")
+    if name == "embedded_quality":
+        assert (cfg.decode.num_prompts, cfg.decode.max_new_tokens) == (40, 128)
+        assert params == {"algorithm": "glob(*)", "trainer.seed": "0,1,2"}
+    if name == "embedded_scaling":
+        assert params["trainer.max_steps"] == "25,50,100,200,400"
     if name == "all_algorithms":  # every file of conf/algorithm/, so a new one joins in
         from specbench.algorithms import CONFIGS
 
