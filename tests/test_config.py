@@ -175,6 +175,7 @@ def test_experiment_presets_compose_as_sweeps(name):
     if name == "embedded_quality":
         assert (cfg.decode.num_prompts, cfg.decode.max_new_tokens) == (40, 128)
         assert params == {"algorithm": "glob(*)", "trainer.seed": "0,1,2"}
+        assert cfg.trainer.max_steps == 400  # every job capped alike (the recorded budget)
     if name == "embedded_scaling":
         assert params["trainer.max_steps"] == "25,50,100,200,400"
     if name == "all_algorithms":  # every file of conf/algorithm/, so a new one joins in
