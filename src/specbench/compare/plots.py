@@ -187,6 +187,8 @@ def budget_metric(runs) -> tuple[str, str]:
 def tau_vs_budget(c: Canvas, runs) -> None:
     """The scaling curve: tau against training tokens and against training FLOPs, one line per
     algorithm config, mean ± std over the seeds at each budget."""
+    from matplotlib import ticker
+
     budget = {r.name: (dig(r.summary, "checklist.tokens_trained"),
                        dig(r.summary, "train.flops.total")) for r in runs}
     rs = [r for r in runs if all(is_number(x) for x in budget[r.name])]
@@ -212,6 +214,9 @@ def tau_vs_budget(c: Canvas, runs) -> None:
                 name = alg if setting in ("", NA) else f"{alg} {setting}"
                 ax.errorbar(*zip(*pts), marker="o", capsize=3, label=name)
         ax.set_xscale("log")
+        # plain "1e+05" labels (math text is off, so the default 10^5 labels would print raw)
+        ax.xaxis.set_major_formatter(ticker.LogFormatter(labelOnlyBase=True))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set(xlabel=xlabel, ylabel=label, title=f"{label} vs {xlabel}")
         ax.legend(fontsize=7)
     fig.suptitle("Scaling: mean ± std over seeds at each budget")
