@@ -191,13 +191,14 @@ class Eagle3(DraftAlgorithm):
                else torch.arange(start, start + n, device=hidden.device))[None]
         mask = cache.prepare(n, allowed, hidden.device)
         step = self._extend_step
+        graphs = not eager and cache.mode == "graphs"
         if not eager and cache.mode in ("compiled", "graphs"):
             step = self._compiled_step(cache.mode)
-            if cache.mode == "graphs":
-                torch.compiler.cudagraph_mark_step_begin()
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         out = step(hidden, token_ids, pos, mask, cache)
         cache.advance(n)
-        return out.clone() if step is not self._extend_step else out  # graphs reuse outputs
+        return out.clone() if graphs else out  # a graph's next replay overwrites its output
 
     def _extend_step(self, hidden, token_ids, pos, mask, cache):
         embeds = F.embedding(token_ids, self.embed_weight).to(hidden.dtype)
