@@ -40,6 +40,8 @@ def test_scaling_curve_over_budgets_and_seeds(tmp_path, monkeypatch):
                                             != "_"} for ax in fig.axes})
             drawn["y"] = {c.get_label(): list(c.lines[0].get_ydata())
                           for c in fig.axes[0].containers}
+            fig.canvas.draw()  # tick labels exist once drawn
+            drawn["ticks"] = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
         real(self, fig, name, title)
 
     monkeypatch.setattr(cmp.plots.Canvas, "save", keep)
@@ -47,6 +49,9 @@ def test_scaling_curve_over_budgets_and_seeds(tmp_path, monkeypatch):
     assert (res["out"] / "tau_vs_budget.png").read_bytes().startswith(PNG)
     assert drawn["y"]["medusa"] == [1.2 + t / 64000 + 0.05 for t in (1000, 4000, 16000, 64000)]
     assert set(drawn["y"]) == {"medusa", "eagle3"}
+    # math text is off in the plots, so log-axis labels must be plain text, not raw "$10^{4}$"
+    assert "1e+04" in drawn["ticks"] or "10000" in drawn["ticks"]
+    assert not any("$" in t or "mathdefault" in t for t in drawn["ticks"])
     md = (res["out"] / "comparison.md").read_text()
     assert "tau vs training tokens and FLOPs (scaling curve)" in md
 
