@@ -467,19 +467,22 @@ def test_tables_show_the_bootstrap_intervals(tmp_path):
     assert rows["eagle3"]["tree_tau_ci95_lo"] == "-"
 
 
+def _per_prompt_counts(d, alg, counts):
+    """Give run ``d``'s eval.json per-prompt tree counts: ``counts`` tokens in 10 verify steps."""
+    ev = json.loads((d / "eval.json").read_text())
+    ev["per_prompt"] = [{"id": i, "turn": 0, f"{alg}_tree": {"step_tokens": t,
+                                                          "verify_steps": 10}}
+                        for i, t in enumerate(counts)]
+    ev["settings"]["samples"] = len(counts)
+    (d / "eval.json").write_text(json.dumps(ev))
+
+
 def test_headline_names_the_winner_the_interval_the_evidence_and_fairness(tmp_path):
     """One seed each, decoded on the same prompts: a paired bootstrap interval of the tau
     difference, "one seed: no verdict", the evidence and the controlled settings in a line."""
     from specbench.compare.headline import paired_bootstrap
 
-    def per_prompt(d, alg, counts):
-        ev = json.loads((d / "eval.json").read_text())
-        ev["per_prompt"] = [{"id": i, "turn": 0, f"{alg}_tree": {"step_tokens": t,
-                                                              "verify_steps": 10}}
-                            for i, t in enumerate(counts)]
-        ev["settings"]["samples"] = len(counts)
-        (d / "eval.json").write_text(json.dumps(ev))
-
+    per_prompt = _per_prompt_counts
     m = make_run(tmp_path, "medusa", tree_tau=1.5)
     e = make_run(tmp_path, "eagle3", alg="eagle3", tree_tau=1.6)
     per_prompt(m, "medusa", [15, 14, 16, 15, 15, 14, 16, 15, 15, 15])
@@ -497,6 +500,31 @@ def test_headline_names_the_winner_the_interval_the_evidence_and_fairness(tmp_pa
     assert "Controlled: target HuggingFaceTB/SmolLM2-135M-Instruct" in head
     assert "Fair: one fingerprint (da47dfdd0148)" in head
     assert head.index("Winner") < head.index("completed runs in 1 group")  # first screen
+
+
+def test_headline_interval_on_the_shared_seed_while_seeds_are_uneven(tmp_path):
+    """Medusa has seeds 0 and 1, EAGLE-3 only seed 0 (a seed sweep half done): the headline's
+    interval is the paired bootstrap of the two seed-0 runs, says so, and is not the one of
+    Medusa's seed 1; the seed verdict stays "one seed: no verdict"."""
+    from specbench.compare.headline import paired_bootstrap
+
+    m0 = make_run(tmp_path, "0-medusa-seed0", seed=0, tree_tau=1.5)
+    m1 = make_run(tmp_path, "0-medusa-seed1", seed=1, tree_tau=1.52)
+    e0 = make_run(tmp_path, "1-eagle3-seed0", alg="eagle3", seed=0, tree_tau=1.6)
+    _per_prompt_counts(m0, "medusa", [15, 14, 16, 15, 15, 14, 16, 15, 15, 15])
+    _per_prompt_counts(m1, "medusa", [16, 15, 15, 14, 16, 15, 15, 16, 15, 15])
+    _per_prompt_counts(e0, "eagle3", [17, 15, 17, 16, 16, 15, 17, 16, 16, 15])
+    res = cmp.compare([tmp_path], out=tmp_path / "cmp", plots=False)
+    head = (res["out"] / "comparison.md").read_text().split("## ")[0]
+    runs = {r.name: r for r in res["groups"][0]["runs"]}
+    lo, hi = paired_bootstrap(runs["1-eagle3-seed0"], runs["0-medusa-seed0"])
+    other = paired_bootstrap(runs["1-eagle3-seed0"], runs["0-medusa-seed1"])
+    assert (lo, hi) != other
+    assert "Winner: eagle3, decoding tau 1.600 against medusa's 1.510: difference +0.090" in head
+    assert (f"95% CI \\[{lo:.3f}, {hi:.3f}\\] (paired bootstrap over prompts, seed 0 of each)"
+            in head)
+    assert "across seeds: one seed: no verdict" in head
+    assert "no interval" not in head
 
 
 def test_decoding_plots_with_intervals(tmp_path):

@@ -1,10 +1,12 @@
 """The report's first screen: who won, by how much (with an interval), on how much evidence,
 under which controlled settings, and whether the comparison is fair.
 
-- **The difference** between the top two configs of the group (best mean first). With one run
-  of each, ranked by decoding tau on the same prompts: a paired bootstrap over the prompts of
-  the two best draft methods' tau (2,000 resamples, seed 0). With several seeds of each: a
-  Welch 95% interval of the difference of the means. Otherwise no interval, saying why.
+- **The difference** between the top two configs of the group (best mean first). With two or
+  more seeds of each: a Welch 95% interval of the difference of the means. Otherwise, ranked by
+  decoding tau on the same prompts: a paired bootstrap over the prompts of the two best draft
+  methods' tau (2,000 resamples, seed 0), on the seed the configs share (named when a config
+  has more runs than that one, as while a sweep's later seeds are still running). Otherwise no
+  interval, saying why.
 - **The evidence**: prompts x new tokens x seeds.
 - **The controlled settings** in one line: target, data rows and tokens, trainer, decoding.
 - **Fairness**: one fingerprint (seeds aside), or the keys that differ between groups.
@@ -53,6 +55,18 @@ def paired_bootstrap(a: Run, b: Run, resamples: int = RESAMPLES, seed: int = 0):
     return float(lo), float(hi)
 
 
+def seed_matched(a: dict, b: dict) -> tuple[Run, Run, str | None] | None:
+    """One run of each config for the paired bootstrap: of the first seed both ran (and that
+    seed), else, with one run each, those two runs; None otherwise."""
+    ra, rb = ({str(r.seed): r for r in c["runs"]} for c in (a, b))
+    shared = sorted(set(ra) & set(rb), key=lambda s: (len(s), s))
+    if shared:
+        return ra[shared[0]], rb[shared[0]], shared[0]
+    if len(a["runs"]) == len(b["runs"]) == 1:
+        return a["runs"][0], b["runs"][0], None
+    return None
+
+
 def welch_interval(a: list[float], b: list[float]):
     """95% Welch interval of mean(a) - mean(b) (at least two values each), else None."""
     if len(a) < 2 or len(b) < 2:
@@ -75,12 +89,16 @@ def difference_line(g: dict) -> str:
         return f"One config in this group ({configs[0]['config']}): nothing to rank it against."
     a, b = configs[0], configs[1]
     diff = a["mean"] - b["mean"]
-    if a["n"] == 1 and b["n"] == 1 and metric == "decoding tau":
-        ci, how = paired_bootstrap(a["runs"][0], b["runs"][0]), "paired bootstrap over prompts"
+    pair = seed_matched(a, b) if min(a["n"], b["n"]) < 2 else None
+    if pair and metric == "decoding tau":
+        ci, how = paired_bootstrap(pair[0], pair[1]), "paired bootstrap over prompts"
+        if max(a["n"], b["n"]) > 1:
+            how += f", seed {pair[2]} of each"
     else:
         ci, how = welch_interval(a.get("values", []), b.get("values", [])), "Welch, over seeds"
     interval = (f"95% CI [{fmt_num(ci[0], 3)}, {fmt_num(ci[1], 3)}] ({how})" if ci else
-                "no interval (needs per-prompt counts in eval.json, or 2 seeds of each)")
+                "no interval (needs per-prompt counts in eval.json on a seed both configs "
+                "ran, or 2 seeds of each)")
     verdict, _ = seed_test(a.get("values", []), b.get("values", []))
     return (f"Winner: {a['config']}, {metric} {fmt_num(a['mean'], 3)} against "
             f"{b['config']}'s {fmt_num(b['mean'], 3)}: difference {diff:+.3f}, {interval}; "
