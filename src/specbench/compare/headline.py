@@ -89,8 +89,8 @@ def difference_line(g: dict) -> str:
         return f"One config in this group ({configs[0]['config']}): nothing to rank it against."
     a, b = configs[0], configs[1]
     diff = a["mean"] - b["mean"]
-    pair = seed_matched(a, b) if min(a["n"], b["n"]) < 2 else None
-    if pair and metric == "decoding tau":
+    pair = seed_matched(a, b) if metric == "decoding tau" and min(a["n"], b["n"]) < 2 else None
+    if pair:
         ci, how = paired_bootstrap(pair[0], pair[1]), "paired bootstrap over prompts"
         if max(a["n"], b["n"]) > 1:
             how += f", seed {pair[2]} of each"
