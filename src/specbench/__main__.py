@@ -217,6 +217,9 @@ def _print_result(run_dir: Path, summary: dict) -> None:
 
 
 def main() -> None:
+    from specbench.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # before torch allocates: CPU steps reuse freed memory, no page faults
     from specbench.config import plain_group_overrides
     from specbench.errors import UserError
     from specbench.sweep import check_callback_overrides

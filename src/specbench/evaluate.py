@@ -697,6 +697,9 @@ def print_table(result: dict) -> None:
 
 
 def main(argv=None) -> int:
+    from specbench.host_memory import keep_freed_memory
+
+    keep_freed_memory()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--num-prompts", type=int, default=None,
