@@ -219,7 +219,7 @@ def _print_result(run_dir: Path, summary: dict) -> None:
 def main() -> None:
     from specbench.host_memory import keep_freed_memory
 
-    keep_freed_memory()  # before torch allocates: CPU steps reuse freed memory, no page faults
+    keep_freed_memory()  # opt-in (SPECBENCH_KEEP_FREED_MEMORY=1), before torch allocates
     from specbench.config import plain_group_overrides
     from specbench.errors import UserError
     from specbench.sweep import check_callback_overrides

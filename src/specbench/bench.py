@@ -272,7 +272,7 @@ def _parse(argv: list[str]) -> tuple[str, list[str], dict]:
 def main(argv=None) -> int:
     from specbench.host_memory import keep_freed_memory
 
-    kept = keep_freed_memory()  # as python -m specbench does (SPECBENCH_KEEP_FREED_MEMORY=0: not)
+    kept = keep_freed_memory()  # opt-in: SPECBENCH_KEEP_FREED_MEMORY=1, as python -m specbench
     print(f"host memory: freed blocks {'kept for reuse' if kept else 'glibc defaults'}")
     try:
         mode, overrides, opts = _parse(list(sys.argv[1:] if argv is None else argv))
