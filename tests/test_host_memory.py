@@ -1,6 +1,6 @@
-"""Freed host memory is kept for reuse (host_memory.keep_freed_memory): large tensors
-allocated again, step after step, mostly reuse freed memory without new page faults; by default
-(the setting is opt-in) every page faults again each step, as under glibc's defaults. Each case runs in its
+"""Freed host memory is kept for reuse (host_memory.keep_freed_memory, opt-in): large tensors
+allocated again, step after step, mostly reuse freed memory without new page faults; by
+default every page faults again each step, as under glibc's defaults. Each case runs in its
 own interpreter (mallopt is process-wide)."""
 
 import json
